@@ -1,0 +1,38 @@
+"""Logos Shift: capture LLM and API calls in-process, collect feedback,
+fine-tune a cheaper model and roll it out safely.
+
+Quick start::
+
+    import logos_shift
+    ls = logos_shift.init(filename="calls.jsonl")   # or server_url=..., api_key=...
+    logos_shift.patch_openai()                      # captures every openai call
+
+    @ls(dataset="sales")
+    def add_sales(x, y):
+        return {"sum": x + y}
+
+    r = add_sales(1, 2, logos_shift_metadata={"user_id": "12345"})
+    ls.provide_feedback(r["logos_shift_id"], "success")
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from ._client import LogosShift, context, get_client, init, provide_feedback
+from ._context import last_call_id
+
+try:
+    __version__ = version("logos-shift")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "LogosShift",
+    "__version__",
+    "context",
+    "get_client",
+    "init",
+    "last_call_id",
+    "provide_feedback",
+]

@@ -1,0 +1,418 @@
+"""One instance's side of the pipeline: its queue, destinations and counters.
+
+The caller's thread only ever calls :meth:`Channel.put` (a lock, a deque
+append and two counter bumps).  Everything else runs on the shared background
+thread (:mod:`logos_shift._worker`): encoding, the local copy, uploads, spills
+to the disk spool and replays from it.
+
+Accounting: every record handed to ``put`` is counted in ``captured`` and ends
+in exactly one of ``sent`` (delivered to the primary destination: the server
+if one is configured, else the local file or memory sink), ``spooled`` (handed
+durably to the disk spool, to be replayed later), ``dropped`` (by reason), or
+is still ``pending``.  Hence ``captured == sent + spooled + dropped + pending``
+at every moment, and ``pending == 0`` after a successful flush.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from typing import Any
+
+from . import _guard, _serialize
+from ._settings import Settings
+from ._sinks import FileSink, HttpSink
+from ._spool import Spool
+
+Redact = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+
+
+class Channel:
+    """Queue + destinations + counters of one :class:`~logos_shift.LogosShift`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        file: FileSink | None,
+        http: HttpSink | None,
+        spool: Spool | None,
+        memory: list[bytes] | None = None,
+        redact: Redact | None = None,
+    ) -> None:
+        self.settings = settings
+        self.file = file
+        self.http = http
+        self.spool = spool
+        self.memory = memory
+        self.redact = redact
+        self._init_state()
+
+    def _init_state(self) -> None:
+        self.lock = threading.Lock()
+        self.done = threading.Condition(threading.Lock())
+        self.queue: deque[tuple[dict[str, Any], int]] = deque()
+        self.queued_bytes = 0
+        self.inflight = 0
+        self.held: deque[list[bytes]] = deque()  # failed batches when the spool is unusable
+        self.held_records = 0
+        self.held_bytes = 0
+        self.oldest_at = 0.0
+        self.flush_requested = False
+        self.deadline: float | None = None
+        self.closed = False
+        self.captured = 0
+        self.sent = 0
+        self.spooled = 0
+        self.replayed = 0
+        self.replay_rejected = 0
+        self.dropped: Counter[str] = Counter()
+        self.local_copy_errors = 0
+        self.retries = 0
+        self.failures = 0
+        self.next_attempt = 0.0
+        self.last_success: float | None = None
+        self.last_error: str | None = None
+        self.sent_bytes = 0
+        self._spool_checked = 0.0
+        self._recovered = False
+
+    def reset_after_fork(self) -> None:
+        """In a forked child: fresh locks and counters; the parent owns its queue."""
+        self._init_state()
+        if self.file is not None:
+            self.file.reset_after_fork()
+        if self.http is not None:
+            self.http.reset_after_fork()
+
+    # -- caller's thread -----------------------------------------------------
+
+    def put(self, record: dict[str, Any], size: int) -> bool:
+        """Queue a record; False (and counted) when the memory bound is hit."""
+        s = self.settings
+        with self.lock:
+            self.captured += 1
+            if self.closed:
+                self.dropped["shutdown"] += 1
+                return False
+            if (
+                len(self.queue) + self.held_records >= s.max_queue_items
+                or self.queued_bytes + self.held_bytes + size > s.max_queue_bytes
+            ):
+                self.dropped["queue_full"] += 1
+                return False
+            if not self.queue:
+                self.oldest_at = time.monotonic()
+            self.queue.append((record, size))
+            self.queued_bytes += size
+            return len(self.queue) >= s.batch_size or self.queued_bytes >= s.batch_bytes
+
+    def pending(self) -> int:
+        """Records not yet sent, spooled or dropped."""
+        return len(self.queue) + self.inflight + self.held_records
+
+    def stats(self) -> dict[str, Any]:
+        """Counters; see the module docstring for the accounting identity."""
+        with self.lock:
+            dropped = dict(self.dropped)
+            out: dict[str, Any] = {
+                "captured": self.captured,
+                "sent": self.sent,
+                "spooled": self.spooled,
+                "dropped": sum(dropped.values()),
+                "dropped_by_reason": dropped,
+                "pending": self.pending(),
+                "queued_bytes": self.queued_bytes,
+                "replayed": self.replayed,
+                "replay_rejected": self.replay_rejected,
+                "retries": self.retries,
+                "consecutive_failures": self.failures,
+                "last_success_ts": self.last_success,
+                "last_error": self.last_error,
+                "local_copy_errors": self.local_copy_errors,
+                "sent_bytes": self.sent_bytes,
+            }
+        if self.spool is not None:
+            st = self.spool.stats
+            out["spool"] = {
+                "dir": str(self.spool.dir),
+                "available": self.spool.available(),
+                "write_errors": st.write_errors,
+                "evicted_records": st.evicted_records,
+                "corrupt_files": st.corrupt_files,
+            }
+        return out
+
+    # -- background thread -----------------------------------------------------
+
+    def due(self, now: float) -> bool:
+        """Whether the worker should drain this channel now."""
+        if self.flush_requested or self.deadline is not None:
+            return True
+        if self.queue:
+            s = self.settings
+            if len(self.queue) >= s.batch_size or self.queued_bytes >= s.batch_bytes:
+                return True
+            if now - self.oldest_at >= s.flush_interval:
+                return True
+        return bool(self.http is not None and now >= self.next_attempt and (self.held or self._spool_due(now)))
+
+    def next_wakeup(self, now: float) -> float:
+        """Seconds until this channel next needs the worker."""
+        waits = [self.settings.flush_interval]
+        if self.queue:
+            waits.append(self.oldest_at + self.settings.flush_interval - now)
+        if self.http is not None and (self.held or self.failures):
+            waits.append(self.next_attempt - now)
+        return max(0.0, min(waits))
+
+    def tick(self, now: float) -> None:
+        """Drain due batches, then retry held batches and replay the spool."""
+        if not self._recovered and self.spool is not None:
+            self._recovered = True
+            with _guard.guard("spool.recover"):
+                self.spool.recover()
+        while True:
+            force = self.flush_requested or self.deadline is not None
+            batch = self._take(now, force)
+            if not batch:
+                break
+            try:
+                self._deliver(batch)
+            finally:
+                with self.lock:
+                    self.inflight -= len(batch)
+            now = time.monotonic()
+        if self.http is not None:
+            self._retry_held()
+            self._replay_spool()
+        with self.done:
+            self.flush_requested = False
+            self.done.notify_all()
+
+    def _take(self, now: float, force: bool) -> list[tuple[dict[str, Any], int]]:
+        s = self.settings
+        with self.lock:
+            if not self.queue:
+                return []
+            full = len(self.queue) >= s.batch_size or self.queued_bytes >= s.batch_bytes
+            if not (force or full or now - self.oldest_at >= s.flush_interval):
+                return []
+            batch: list[tuple[dict[str, Any], int]] = []
+            size = 0
+            while self.queue and len(batch) < s.batch_size and (size < s.batch_bytes or not batch):
+                item = self.queue.popleft()
+                batch.append(item)
+                size += item[1]
+            self.queued_bytes -= size
+            self.inflight += len(batch)
+            self.oldest_at = now
+            return batch
+
+    def _encode(self, batch: list[tuple[dict[str, Any], int]]) -> list[bytes]:
+        s = self.settings
+        lines: list[bytes] = []
+        for record, _ in batch:
+            line: bytes | None = None
+            with _guard.guard("serialize"):
+                rec: dict[str, Any] | None = record
+                if not s.capture_content and rec.get("type") == "call":
+                    rec = {**rec, "input": None, "output": None}
+                if self.redact is not None and rec is not None:
+                    rec = self.redact(dict(rec))
+                if rec is None:
+                    with self.lock:
+                        self.dropped["redacted"] += 1
+                    continue
+                line = _serialize.encode_record(rec, s.max_record_bytes)
+            if line is None:
+                with self.lock:
+                    self.dropped["serialize_error"] += 1
+            else:
+                lines.append(line)
+        return lines
+
+    def _deliver(self, batch: list[tuple[dict[str, Any], int]]) -> None:
+        lines = self._encode(batch)
+        if not lines:
+            return
+        n = len(lines)
+        if self.memory is not None:
+            self.memory.extend(lines)
+        if self.file is not None:
+            ok = False
+            with _guard.guard("file_sink"):
+                self.file.write(lines)
+                ok = True
+            if not ok:
+                if self.http is None:
+                    with self.lock:
+                        self.dropped["file_error"] += n
+                    return
+                self.local_copy_errors += 1
+        if self.http is None:
+            with self.lock:
+                self.sent += n
+            return
+        self._upload(lines)
+
+    def _upload(self, lines: list[bytes]) -> None:
+        now = time.monotonic()
+        if now < self.next_attempt:
+            self._spill(lines)
+            return
+        result = None
+        with _guard.guard("upload"):
+            assert self.http is not None
+            result = self.http.send(lines, self.deadline)
+        if result is None:  # the uploader itself failed: treat like a failed attempt
+            self._failed(None, "internal error")
+            self._spill(lines)
+            return
+        with self.lock:
+            self.sent += result.sent
+            if result.rejected:
+                self.dropped["rejected"] += result.rejected
+        if result.sent:
+            self.sent_bytes += sum(len(x) for x in lines)
+        if result.failed:
+            self._failed(result.retry_after, result.error)
+            self._spill(result.failed)
+        else:
+            self._succeeded()
+
+    def _succeeded(self) -> None:
+        self.failures = 0
+        self.next_attempt = 0.0
+        self.last_success = time.time()
+
+    def _failed(self, retry_after: float | None, error: str | None) -> None:
+        self.failures += 1
+        self.retries += 1
+        self.last_error = error
+        # Full jitter (AWS architecture blog): spreads a fleet's retries out.
+        cap = min(self.settings.max_backoff, 0.5 * 2 ** min(self.failures, 16))
+        delay = random.uniform(0, cap)
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        self.next_attempt = time.monotonic() + delay
+
+    def _spill(self, lines: list[bytes]) -> None:
+        n = len(lines)
+        ok = False
+        if self.spool is not None:
+            with _guard.guard("spool"):
+                ok = self.spool.write(lines)
+        if ok:
+            with self.lock:
+                self.spooled += n
+            return
+        size = sum(len(x) for x in lines)
+        s = self.settings
+        with self.lock:
+            if (
+                self.deadline is None
+                and self.held_bytes + self.queued_bytes + size <= s.max_queue_bytes
+                and self.held_records + len(self.queue) + n <= s.max_queue_items
+            ):
+                self.held.append(lines)
+                self.held_records += n
+                self.held_bytes += size
+            else:
+                self.dropped["spool_unavailable"] += n
+
+    def _retry_held(self) -> None:
+        while self.held and time.monotonic() >= self.next_attempt and not self._past_upload_budget():
+            lines = self.held[0]
+            result = None
+            with _guard.guard("upload"):
+                assert self.http is not None
+                result = self.http.send(lines, self.deadline)
+            if result is None or result.failed:
+                self._failed(result.retry_after if result else None, result.error if result else None)
+                return
+            with self.lock:
+                self.held.popleft()
+                self.held_records -= len(lines)
+                self.held_bytes -= sum(len(x) for x in lines)
+                self.sent += result.sent
+                self.dropped["rejected"] += result.rejected
+            self._succeeded()
+
+    def _spool_due(self, now: float) -> bool:
+        return self.spool is not None and now - self._spool_checked >= (1.0 if self.failures else 5.0)
+
+    def _past_upload_budget(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def _replay_spool(self) -> None:
+        spool = self.spool
+        now = time.monotonic()
+        if spool is None or now < self.next_attempt or self.deadline is not None:
+            return
+        if not self._spool_due(now) and not self.flush_requested:
+            return
+        self._spool_checked = now
+        # A few batches per tick keeps a recovering server from a stampede of
+        # every process replaying its whole backlog at once.
+        for _ in range(4):
+            claim = None
+            with _guard.guard("spool.replay"):
+                claim = spool.claim_oldest()
+            if claim is None:
+                return
+            result = None
+            with _guard.guard("upload"):
+                assert self.http is not None
+                result = self.http.send(claim.lines)
+            if result is None or result.failed:
+                claim.release()
+                self._failed(result.retry_after if result else None, result.error if result else None)
+                return
+            claim.done()
+            with self.lock:
+                self.replayed += result.sent
+                # Replayed records may be another process's: their drops are
+                # counted apart so this process's identity still holds.
+                self.replay_rejected += result.rejected
+            self._succeeded()
+
+    def spill_queue(self) -> int:
+        """At the deadline: move whatever is still queued to the spool."""
+        with self.lock:
+            items = list(self.queue)
+            self.queue.clear()
+            self.queued_bytes = 0
+            self.inflight += len(items)
+        try:
+            if items:
+                lines = self._encode(items)
+                if self.file is not None:
+                    with _guard.guard("file_sink"):
+                        self.file.write(lines)
+                if self.http is None:
+                    with self.lock:
+                        self.sent += len(lines)
+                else:
+                    self._spill(lines)
+            while self.held:
+                lines = self.held.popleft()
+                with self.lock:
+                    self.held_records -= len(lines)
+                    self.held_bytes -= sum(len(x) for x in lines)
+                self._spill(lines)
+        finally:
+            with self.lock:
+                self.inflight -= len(items)
+        return len(items)
+
+    def close(self) -> None:
+        """Release files and connections."""
+        if self.file is not None:
+            with _guard.guard("file_sink.close"):
+                self.file.close()
+        if self.http is not None:
+            with _guard.guard("http.close"):
+                self.http.close()

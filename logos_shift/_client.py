@@ -1,0 +1,430 @@
+"""``LogosShift``: settings, the capture decorator, feedback, flush and stats.
+
+Several instances may coexist (say, one per dataset or destination); they
+share the process's single background thread.  SDK calls captured by the
+patched providers go to the instance whose decorated function is running, else
+to the *default* instance: the last one made by :func:`init`, or the first one
+constructed if ``init`` was never called.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+import logging
+import numbers
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar, overload
+
+from . import _context, _guard, _records, _serialize, _settings
+from ._channel import Channel, Redact
+from ._decorator import decorate
+from ._sinks import FileSink, HttpSink
+from ._spool import Spool
+from ._worker import WORKER
+
+logger = logging.getLogger("logos_shift")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_default: LogosShift | None = None
+_default_lock = threading.Lock()
+_current: contextvars.ContextVar[LogosShift | None] = contextvars.ContextVar(
+    "logos_shift_current", default=None
+)
+
+
+class LogosShift:
+    """Captures calls and feedback and ships them off the caller's thread.
+
+    Args:
+        api_key: key for the Logos server (``LOGOS_SHIFT_API_KEY``). ``None``
+            keeps everything local.
+        server_url: the Logos server, e.g. ``http://localhost:8600``
+            (``LOGOS_SHIFT_SERVER_URL``).
+        filename: path of the local JSONL copy (``LOGOS_SHIFT_FILENAME``).
+        routes: path of a local routes file for the router
+            (``LOGOS_SHIFT_ROUTES``).
+        redact: optional function called on every record (a dict) on the
+            background thread before it is written; return the (possibly
+            changed) record, or ``None`` to drop it.
+        **settings: any other setting of the README's configuration table.
+
+    Raises:
+        ValueError: a setting is invalid (negative size, malformed URL, a file
+            path that cannot be written).
+        TypeError: an unknown setting was given.
+
+    Example:
+        >>> import logos_shift, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "calls.jsonl")
+        >>> ls = logos_shift.LogosShift(api_key=None, filename=path)
+        >>> @ls(dataset="sales")
+        ... def add_sales(x, y):
+        ...     return {"sum": x + y}
+        >>> add_sales(1, 2)["sum"]
+        3
+        >>> ls.shutdown()
+        True
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        server_url: str | None = None,
+        filename: str | None = None,
+        routes: str | None = None,
+        *,
+        redact: Redact | None = None,
+        **settings: Any,
+    ) -> None:
+        memory = settings.pop("_memory", None)
+        args = {"api_key": api_key, "server_url": server_url, "filename": filename,
+                "routes": routes, **settings}  # fmt: skip
+        self.settings = _settings.resolve(args)
+        if redact is not None and not callable(redact):
+            raise ValueError("redact must be a callable taking and returning a record dict")
+        s = self.settings
+        if s.api_key and not s.server_url:
+            raise ValueError("api_key is set but server_url is not: where should records go?")
+        file = FileSink(s.filename, s.file_max_bytes, s.file_backups, s.file_fsync) if s.filename else None
+        http = HttpSink(s.server_url, s.api_key, s.http_timeout) if s.server_url else None
+        spool = None
+        if http is not None:
+            spool = Spool(_spool_dir(s), s.spool_max_bytes, s.spool_max_files, s.spool_max_age)
+        if file is None and http is None and memory is None:
+            logger.warning(
+                "LogosShift has no destination (no filename, no server_url): "
+                "captured records are counted as dropped"
+            )
+        self._channel = Channel(s, file, http, spool, memory, redact)
+        self._closed = False
+        self._router: Any = None
+        WORKER.add(self._channel)
+        with _guard.guard("router.init"):
+            self._start_router()
+        global _default
+        with _default_lock:
+            if _default is None:
+                _default = self
+
+    # -- capture -------------------------------------------------------------
+
+    @overload
+    def __call__(self, dataset: F) -> F: ...
+    @overload
+    def __call__(
+        self, dataset: str | None = None, *, metadata: Mapping[str, Any] | None = None,
+        variants: Mapping[str, Callable[..., Any]] | None = None,
+    ) -> Callable[[F], F]: ...  # fmt: skip
+
+    def __call__(
+        self,
+        dataset: Any = None,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        variants: Mapping[str, Callable[..., Any]] | None = None,
+    ) -> Any:
+        """Decorate a function so every call is captured.
+
+        Works for sync and async functions, sync and async generators,
+        methods, classmethods and staticmethods.  Each call records its
+        arguments by parameter name, its result or exception, the latency,
+        the dataset, ``module:qualname`` and metadata.  Pass
+        ``logos_shift_metadata={...}`` to the decorated function to attach
+        metadata to one call (it is removed before the function is called).
+        A ``dict`` result gains a ``"logos_shift_id"`` key (turn off with
+        ``add_id_to_result=False``); :func:`logos_shift.last_call_id` gives the
+        id for any result.
+
+        Args:
+            dataset: the dataset the calls belong to (default: the context's
+                dataset, else the instance's ``dataset`` setting).
+            metadata: metadata attached to every call of this function.
+            variants: alternative implementations by name, for A/B routing.
+
+        Returns:
+            The decorator (or the decorated function, used as ``@ls``).
+
+        Raises:
+            TypeError: ``dataset`` is neither a string nor a function.
+        """
+        if callable(dataset) and not isinstance(dataset, str):
+            return decorate(self, dataset, None, metadata)
+        if dataset is not None and not isinstance(dataset, str):
+            raise TypeError("dataset must be a string")
+        if variants is not None:
+            self._variants_for(dataset, variants)
+
+        def wrap(func: F) -> F:
+            return decorate(self, func, dataset, metadata)
+
+        return wrap
+
+    def _variants_for(self, dataset: str | None, variants: Mapping[str, Callable[..., Any]]) -> None:
+        for name, fn in variants.items():
+            if not isinstance(name, str) or not callable(fn):
+                raise TypeError("variants must map names to callables")
+
+    def _enqueue(self, record: dict[str, Any], size: int) -> bool:
+        if self._closed:
+            return False
+        _guard.fault("enqueue")
+        wake = self._channel.put(record, size)
+        if wake:
+            WORKER.notify()
+        else:
+            WORKER.ensure_started()
+        return True
+
+    # -- feedback ------------------------------------------------------------
+
+    def provide_feedback(
+        self,
+        target_id: str,
+        outcome: str | bool,
+        *,
+        score: float | None = None,
+        comment: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str | None:
+        """Record feedback on a captured call.
+
+        Args:
+            target_id: a logos-shift id (``result["logos_shift_id"]``,
+                ``resp.logos_shift_id``, :func:`logos_shift.last_call_id`) or
+                the provider's own response id (``chatcmpl-…``, ``msg_…``,
+                ``resp_…``).
+            outcome: ``"success"``, ``"failure"`` or ``"neutral"`` (``True`` /
+                ``False`` are accepted for success / failure).
+            score: optional number, e.g. a rating.
+            comment: optional free text.
+            metadata: optional extra data.
+
+        Returns:
+            The feedback record's id, or ``None`` if it could not be recorded
+            (a bad ``outcome`` or ``score`` is logged, never raised).
+
+        Raises:
+            ValueError: ``target_id`` is empty or not a string.
+
+        Example:
+            >>> import logos_shift
+            >>> ls = logos_shift.LogosShift(_memory=[])
+            >>> ls.provide_feedback("chatcmpl-123", "success", score=1.0) is not None
+            True
+            >>> ls.shutdown()
+            True
+        """
+        if not isinstance(target_id, str) or not target_id.strip():
+            raise ValueError(f"provide_feedback needs a non-empty string id, got {target_id!r}")
+        result: str | None = None
+        with _guard.guard("feedback"):
+            result = self._feedback(target_id, outcome, score, comment, metadata)
+        return result
+
+    def _feedback(self, target: str, outcome: Any, score: Any, comment: Any,
+                  metadata: Mapping[str, Any] | None) -> str | None:  # fmt: skip
+        if outcome is True:
+            outcome = "success"
+        elif outcome is False:
+            outcome = "failure"
+        if outcome not in _records.OUTCOMES:
+            logger.warning("provide_feedback: outcome %r is not one of %s; ignored",
+                           outcome, ", ".join(_records.OUTCOMES))  # fmt: skip
+            self._channel.dropped["invalid_feedback"] += 1
+            return None
+        if score is not None and (not isinstance(score, numbers.Real) or isinstance(score, bool)):
+            logger.warning("provide_feedback: score %r is not a number; recorded as null", score)
+            score = None
+        if comment is not None and not isinstance(comment, str):
+            comment = str(comment)
+        rec = _records.new_feedback(target, outcome, None if score is None else float(score),
+                                    comment, metadata)  # fmt: skip
+        _, size = _serialize_size(rec)
+        self._enqueue(rec, size)
+        return str(rec["id"])
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Deliver (or spool) everything captured so far.
+
+        Args:
+            timeout: seconds to wait at most.
+
+        Returns:
+            True if nothing is left in memory (sent, spooled or dropped).
+        """
+        ok = False
+        with _guard.guard("flush"):
+            ok = WORKER.flush(self._channel, timeout)
+        return ok
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Flush and stop this instance; later captures are dropped.
+
+        Uploads until 60% of ``timeout``, then spools what is left, so nothing
+        is lost when the server is away.
+
+        Args:
+            timeout: seconds (default: the ``shutdown_timeout`` setting, 5).
+
+        Returns:
+            True if every record was sent, spooled or dropped in time.
+        """
+        if self._closed:
+            return True
+        ok = False
+        with _guard.guard("shutdown"):
+            self._stop_router()
+            ok = WORKER.close(self._channel, self.settings.shutdown_timeout if timeout is None else timeout)
+        self._closed = True
+        global _default
+        with _default_lock:
+            if _default is self:
+                _default = None
+        return ok
+
+    def stats(self) -> dict[str, Any]:
+        """Counters of this instance.
+
+        ``captured == sent + spooled + dropped + pending`` always holds, and
+        ``pending`` is 0 after a successful :meth:`flush`.
+
+        Returns:
+            A dict with ``captured``, ``sent``, ``spooled``, ``dropped``,
+            ``dropped_by_reason``, ``pending``, ``replayed``, ``retries``,
+            ``consecutive_failures``, spool details, ``internal_errors`` and,
+            with routing on, ``router``.
+        """
+        out = self._channel.stats()
+        out["internal_errors"] = dict(_guard.ERRORS)
+        out["placeholders"] = dict(_serialize.PLACEHOLDERS)
+        if self._router is not None:
+            with _guard.guard("router.stats"):
+                out["router"] = self._router.stats()
+        return out
+
+    @contextmanager
+    def activate(self) -> Iterator[LogosShift]:
+        """Send SDK captures made inside the block to this instance."""
+        token = _current.set(self)
+        try:
+            yield self
+        finally:
+            _current.reset(token)
+
+    def _start_router(self) -> None:
+        """Hook for the router (configured by ``routes=`` or the server)."""
+
+    def _stop_router(self) -> None:
+        """Stop polling route config."""
+
+
+def _spool_dir(s: _settings.Settings) -> Path:
+    base = Path(s.spool_dir) if s.spool_dir else _settings.default_cache_dir() / "spool"
+    # One sub-directory per destination: a batch must only ever be replayed
+    # to the server (and key) it was meant for.
+    key = hashlib.sha256(f"{s.server_url}\0{s.api_key or ''}".encode()).hexdigest()[:16]
+    return base / key
+
+
+def _serialize_size(rec: dict[str, Any]) -> tuple[Any, int]:
+    from ._snapshot import snapshot
+
+    return snapshot(rec)
+
+
+def _submit(record: dict[str, Any], size: int) -> bool:
+    client = _current.get() or _default
+    if client is None:
+        return False
+    return client._enqueue(record, size)
+
+
+_records._submit = _submit
+
+
+def init(
+    api_key: str | None = None,
+    server_url: str | None = None,
+    filename: str | None = None,
+    routes: str | None = None,
+    **settings: Any,
+) -> LogosShift:
+    """Create a :class:`LogosShift` and make it the default instance.
+
+    The default instance receives SDK calls captured by ``patch_openai()``
+    and friends, and :func:`provide_feedback` calls.  Arguments override the
+    ``LOGOS_SHIFT_*`` environment variables, which override the defaults.
+
+    Returns:
+        The new instance.
+
+    Raises:
+        ValueError: a setting is invalid.
+
+    Example:
+        >>> import logos_shift
+        >>> ls = logos_shift.init(_memory=[])
+        >>> logos_shift.get_client() is ls
+        True
+        >>> ls.shutdown()
+        True
+    """
+    client = LogosShift(api_key=api_key, server_url=server_url, filename=filename,
+                        routes=routes, **settings)  # fmt: skip
+    global _default
+    with _default_lock:
+        _default = client
+    return client
+
+
+def get_client() -> LogosShift | None:
+    """Return the default instance, or None if there is none."""
+    return _default
+
+
+def provide_feedback(
+    target_id: str,
+    outcome: str | bool,
+    *,
+    score: float | None = None,
+    comment: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> str | None:
+    """Record feedback through the default instance (see :meth:`LogosShift.provide_feedback`).
+
+    Raises:
+        ValueError: ``target_id`` is empty or not a string.
+    """
+    if not isinstance(target_id, str) or not target_id.strip():
+        raise ValueError(f"provide_feedback needs a non-empty string id, got {target_id!r}")
+    client = _current.get() or _default
+    if client is None:
+        logger.warning("provide_feedback: no LogosShift instance; call logos_shift.init() first")
+        return None
+    return client.provide_feedback(target_id, outcome, score=score, comment=comment, metadata=metadata)
+
+
+@contextmanager
+def context(dataset: str | None = None, user_id: str | None = None, **metadata: Any) -> Iterator[None]:
+    """Apply a dataset and metadata to everything captured inside the block.
+
+    Contexts nest (inner values win) and follow threads started with
+    ``contextvars.copy_context()`` and every asyncio task.  ``user_id`` is the
+    A/B unit for the router.
+
+    Example:
+        >>> import logos_shift
+        >>> with logos_shift.context(dataset="support", user_id="u42", plan="pro"):
+        ...     pass
+    """
+    if user_id is not None:
+        metadata["user_id"] = user_id
+    with _context.push(dataset=dataset, metadata=metadata or None):
+        yield

@@ -1,0 +1,81 @@
+"""Per-call context: dataset and metadata that ride along with captures.
+
+Kept in :mod:`contextvars` so the values follow threads started with
+``contextvars.copy_context()`` and every asyncio task, and never leak between
+concurrent requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The dataset and metadata in force for captures made now."""
+
+    dataset: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    #: The ``module:qualname`` of the innermost decorated function, if any.
+    function: str | None = None
+
+
+_EMPTY = Scope()
+_scope: ContextVar[Scope] = ContextVar("logos_shift_scope", default=_EMPTY)
+_last_id: ContextVar[str | None] = ContextVar("logos_shift_last_id", default=None)
+
+
+def current() -> Scope:
+    """Return the scope in force for the current thread or task."""
+    return _scope.get()
+
+
+@contextmanager
+def push(
+    dataset: str | None = None,
+    function: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> Iterator[Scope]:
+    """Enter a nested scope; inner values override outer ones."""
+    outer = _scope.get()
+    merged: Mapping[str, Any]
+    if metadata:
+        merged = {**outer.metadata, **metadata} if outer.metadata else dict(metadata)
+    else:
+        merged = outer.metadata
+    inner = Scope(
+        dataset=dataset if dataset is not None else outer.dataset,
+        metadata=merged,
+        function=function if function is not None else outer.function,
+    )
+    token = _scope.set(inner)
+    try:
+        yield inner
+    finally:
+        _scope.reset(token)
+
+
+def set_last_call_id(call_id: str) -> None:
+    """Remember the id of the call captured last in this thread or task."""
+    _last_id.set(call_id)
+
+
+def last_call_id() -> str | None:
+    """Return the logos-shift id of the last call captured in this context.
+
+    Works for any result, including ones that cannot carry an id (ints,
+    strings, SDK objects).  The value is per thread and per asyncio task.
+
+    Returns:
+        The id, or ``None`` when nothing was captured in this context yet.
+
+    Example:
+        >>> import logos_shift
+        >>> logos_shift.last_call_id() is None or isinstance(logos_shift.last_call_id(), str)
+        True
+    """
+    return _last_id.get()

@@ -1,0 +1,310 @@
+"""The generic ``@ls(dataset=...)`` decorator: capture any function's calls.
+
+Built on ``wrapt.FunctionWrapper`` so methods, classmethods and staticmethods
+bind exactly as undecorated ones, and introspection (name, signature,
+``inspect.iscoroutinefunction``) still sees the original.  The kind of
+function (sync, async, generator, async generator) is decided once, when the
+decorator is applied, not per call.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import wrapt
+
+from . import _context, _guard, _ids, _records, _snapshot
+
+if TYPE_CHECKING:
+    from ._client import LogosShift
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+METADATA_KWARG = "logos_shift_metadata"
+_MAX_STREAM_ITEMS = 1000
+
+
+class _Spec:
+    """What one decorated function needs at call time, computed once."""
+
+    __slots__ = ("client", "dataset", "function", "metadata", "names", "skip_first", "varargs")
+
+    def __init__(
+        self, client: LogosShift, func: Callable[..., Any], dataset: str | None,
+        metadata: Mapping[str, Any] | None,
+    ) -> None:  # fmt: skip
+        self.client = client
+        self.dataset = dataset
+        self.metadata = dict(metadata) if metadata else None
+        target = func.__func__ if isinstance(func, (classmethod, staticmethod)) else func
+        module = getattr(target, "__module__", None) or "?"
+        qualname = getattr(target, "__qualname__", None) or getattr(target, "__name__", "?")
+        self.function = f"{module}:{qualname}"
+        names: list[str] = []
+        varargs: str | None = None
+        try:
+            params = inspect.signature(target).parameters.values()
+        except (TypeError, ValueError):
+            params = iter(())  # type: ignore[assignment]
+        for p in params:
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+                names.append(p.name)
+            elif p.kind == p.VAR_POSITIONAL:
+                varargs = p.name
+        self.names = names
+        self.varargs = varargs
+        self.skip_first = bool(names) and names[0] in ("self", "cls")
+
+    def arguments(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        names = self.names
+        # Bound calls (instance set) don't pass self/cls in args; unbound
+        # calls through the class do, and self/cls are never recorded.
+        offset = 1 if self.skip_first and instance is not None else 0
+        out: dict[str, Any] = {}
+        for i, value in enumerate(args):
+            j = i + offset
+            if j < len(names):
+                if j == 0 and self.skip_first:
+                    continue
+                out[names[j]] = value
+            else:
+                out.setdefault(self.varargs or "args", []).append(value)
+        if kwargs:
+            out.update(kwargs)
+        return out
+
+
+class _Call:
+    """One in-flight capture; finishing it submits the record exactly once."""
+
+    __slots__ = ("client", "record", "scope", "size", "start", "submitted")
+
+    def __init__(self, spec: _Spec, instance: Any, args: tuple[Any, ...],
+                 kwargs: dict[str, Any], extra: Mapping[str, Any] | None) -> None:  # fmt: skip
+        _guard.fault("decorator.begin")
+        outer = _context.current()
+        client = self.client = spec.client
+        dataset = spec.dataset or outer.dataset or client.settings.dataset
+        meta: dict[str, Any] = dict(outer.metadata) if outer.metadata else {}
+        if spec.metadata:
+            meta.update(spec.metadata)
+        if extra:
+            meta.update(extra)
+        inputs, size = _snapshot.snapshot(spec.arguments(instance, args, kwargs))
+        if meta:
+            meta, msize = _snapshot.snapshot(meta)
+            size += msize
+        self.scope = _context.Scope(dataset=dataset, metadata=meta, function=spec.function)
+        self.record: dict[str, Any] = {
+            "schema": _records.SCHEMA_VERSION, "type": "call", "id": _ids.new_id(),
+            "ts": time.time(), "dataset": dataset, "source": "function",
+            "function": spec.function, "input": inputs, "output": None, "error": None,
+            "provider": None, "requested_model": None, "served_model": None, "route": None,
+            "variant": None, "fallback": False, "response_id": None, "usage": None,
+            "latency_ms": None, "ttft_ms": None, "stream": None, "metadata": meta, "sdk": None,
+        }  # fmt: skip
+        self.size = size + 512
+        self.submitted = False
+        self.start = time.perf_counter()
+
+    def finish(self, output: Any = None, error: BaseException | None = None,
+               stream: dict[str, Any] | None = None, ttft: float | None = None) -> None:  # fmt: skip
+        if self.submitted:
+            return
+        self.submitted = True
+        _guard.fault("decorator.finish")
+        rec = self.record
+        rec["latency_ms"] = round((time.perf_counter() - self.start) * 1000.0, 3)
+        if error is not None:
+            rec["error"] = _records.error_info(error)
+        else:
+            out, size = _snapshot.snapshot(output)
+            rec["output"] = out
+            self.size += size
+        if stream is not None:
+            rec["stream"] = stream
+            if ttft is not None:
+                rec["ttft_ms"] = round((ttft - self.start) * 1000.0, 3)
+        _context.set_last_call_id(rec["id"])
+        self.client._enqueue(rec, self.size)
+
+
+def _begin(spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call | None:
+    extra = kwargs.pop(METADATA_KWARG, None) if kwargs else None
+    if not spec.client.settings.enabled:
+        return None
+    call: _Call | None = None
+    with _guard.guard("decorator.begin"):
+        if extra is not None and not isinstance(extra, Mapping):
+            extra = {"value": extra}
+        call = _Call(spec, instance, args, kwargs, extra)
+    return call
+
+
+def _finish(call: _Call | None, **kw: Any) -> None:
+    if call is not None:
+        with _guard.guard("decorator.finish"):
+            call.finish(**kw)
+
+
+def decorate(client: LogosShift, func: F, dataset: str | None,
+             metadata: Mapping[str, Any] | None) -> F:  # fmt: skip
+    """Wrap ``func`` so each call is captured by ``client``."""
+    spec = _Spec(client, func, dataset, metadata)
+    target = func.__func__ if isinstance(func, (classmethod, staticmethod)) else func
+    add_id = client.settings.add_id_to_result
+    scope_var = _context._scope
+
+    if inspect.isasyncgenfunction(target):
+
+        def agen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            call = _begin(spec, instance, args, kwargs)
+            return _wrap_agen(wrapped(*args, **kwargs), call)
+
+        return wrapt.FunctionWrapper(func, agen_wrapper)  # type: ignore[return-value]
+
+    if inspect.isgeneratorfunction(target):
+
+        def gen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            call = _begin(spec, instance, args, kwargs)
+            return _wrap_gen(wrapped(*args, **kwargs), call)
+
+        return wrapt.FunctionWrapper(func, gen_wrapper)  # type: ignore[return-value]
+
+    if inspect.iscoroutinefunction(target):
+
+        async def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            call = _begin(spec, instance, args, kwargs)
+            token = scope_var.set(call.scope) if call is not None else None
+            try:
+                result = await wrapped(*args, **kwargs)
+            except BaseException as exc:
+                _finish(call, error=exc)
+                raise
+            finally:
+                if token is not None:
+                    scope_var.reset(token)
+            _finish(call, output=result)
+            if add_id and call is not None and type(result) is dict:
+                result["logos_shift_id"] = call.record["id"]
+            return result
+
+        return wrapt.FunctionWrapper(func, async_wrapper)  # type: ignore[return-value]
+
+    def sync_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        call = _begin(spec, instance, args, kwargs)
+        token = scope_var.set(call.scope) if call is not None else None
+        try:
+            result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            _finish(call, error=exc)
+            raise
+        finally:
+            if token is not None:
+                scope_var.reset(token)
+        _finish(call, output=result)
+        if add_id and call is not None and type(result) is dict:
+            result["logos_shift_id"] = call.record["id"]
+        return result
+
+    return wrapt.FunctionWrapper(func, sync_wrapper)  # type: ignore[return-value]
+
+
+class _Collector:
+    __slots__ = ("first", "items", "n")
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.n = 0
+        self.first: float | None = None
+
+    def add(self, item: Any) -> None:
+        if self.first is None:
+            self.first = time.perf_counter()
+        self.n += 1
+        if len(self.items) < _MAX_STREAM_ITEMS:
+            self.items.append(item)
+
+    def stream(self, status: str) -> dict[str, Any]:
+        return {"status": status, "chunks": self.n}
+
+
+def _wrap_gen(gen: Generator[Any, Any, Any], call: _Call | None) -> Generator[Any, Any, Any]:
+    if call is None:
+        return (yield from gen)
+    col = _Collector()
+    scope_var = _context._scope
+    value: Any = None
+    exc: BaseException | None = None
+    status = "partial"
+    error: BaseException | None = None
+    try:
+        while True:
+            token = scope_var.set(call.scope)
+            try:
+                if exc is not None:
+                    e, exc = exc, None
+                    item = gen.throw(e)
+                else:
+                    item = gen.send(value)
+            except StopIteration as stop:
+                status = "completed"
+                return stop.value
+            except BaseException as err:
+                status, error = "error", err
+                raise
+            finally:
+                scope_var.reset(token)
+            col.add(item)
+            try:
+                value = yield item
+            except GeneratorExit:
+                gen.close()
+                raise
+            except BaseException as err:
+                exc, value = err, None
+    finally:
+        _finish(call, output=col.items, error=error, stream=col.stream(status), ttft=col.first)
+
+
+async def _wrap_agen(agen: AsyncGenerator[Any, Any], call: _Call | None) -> AsyncGenerator[Any, Any]:
+    if call is None:
+        async for item in agen:
+            yield item
+        return
+    col = _Collector()
+    scope_var = _context._scope
+    value: Any = None
+    exc: BaseException | None = None
+    status = "partial"
+    error: BaseException | None = None
+    try:
+        while True:
+            token = scope_var.set(call.scope)
+            try:
+                if exc is not None:
+                    e, exc = exc, None
+                    item = await agen.athrow(e)
+                else:
+                    item = await agen.asend(value)
+            except StopAsyncIteration:
+                status = "completed"
+                return
+            except BaseException as err:
+                status, error = "error", err
+                raise
+            finally:
+                scope_var.reset(token)
+            col.add(item)
+            try:
+                value = yield item
+            except GeneratorExit:
+                await agen.aclose()
+                raise
+            except BaseException as err:
+                exc, value = err, None
+    finally:
+        _finish(call, output=col.items, error=error, stream=col.stream(status), ttft=col.first)

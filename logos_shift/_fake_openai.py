@@ -1,0 +1,448 @@
+"""OpenAI wire formats for the fake provider: chat completions, responses, embeddings.
+
+Pure functions from a request body (and a :class:`~logos_shift._fake_common.Reply`)
+to the JSON body or the server-sent events the real API would send, shaped so the
+installed openai SDK's helpers (``chat.completions.parse`` / ``stream``,
+``responses.parse`` / ``stream``) accept them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import math
+import struct
+from typing import Any
+
+from ._fake_common import (
+    Event,
+    Reply,
+    ToolCall,
+    count_tokens,
+    example_from_schema,
+    new_id,
+    now,
+    scripted_tool_calls,
+    split_text,
+    text_of,
+)
+
+_SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
+
+
+def error_body(status: int, model: str | None = None, message: str | None = None) -> Any:
+    """Return OpenAI's error JSON for an HTTP status.
+
+    Args:
+        status: The HTTP status code.
+        model: The requested model (used in the 404 ``model_not_found`` message).
+        message: Overrides the default message.
+
+    Returns:
+        ``{"error": {"message", "type", "param", "code"}}``.
+    """
+    kind, code, text = "invalid_request_error", None, f"Fake error {status}"
+    if status == 401:
+        code, text = "invalid_api_key", "Incorrect API key provided."
+    elif status == 404:
+        code = "model_not_found"
+        text = f"The model `{model}` does not exist or you do not have access to it."
+    elif status == 429:
+        kind, code = "requests", "rate_limit_exceeded"
+        text = "Rate limit reached (fake provider). Please try again later."
+    elif status >= 500:
+        kind, text = "server_error", _SERVER_ERROR
+    return {"error": {"message": message or text, "type": kind, "param": None, "code": code}}
+
+
+def stream_error_data(message: str | None = None) -> Any:
+    """Return the ``data`` of OpenAI's mid-stream error chunk for chat completions."""
+    return {"error": {"message": message or _SERVER_ERROR, "type": "server_error", "param": None, "code": None}}
+
+
+# ---------------------------------------------------------------------------
+# Chat completions
+
+
+def _last_chat_message(body: dict[str, Any]) -> dict[str, Any]:
+    messages = body.get("messages") or []
+    return messages[-1] if messages and isinstance(messages[-1], dict) else {}
+
+
+def _last_user_text(items: Any) -> str:
+    if isinstance(items, str):
+        return items
+    for item in reversed(items or []):
+        if isinstance(item, dict) and item.get("role") == "user":
+            return text_of(item.get("content"))
+    return ""
+
+
+def _chosen_function(tools: list[Any], choice: Any) -> dict[str, Any] | None:
+    """Pick the tool a request forces, or its first function tool; flat or nested shape."""
+    functions = []
+    for tool in tools:
+        if isinstance(tool, dict) and tool.get("type") == "function":
+            functions.append(tool.get("function", tool))
+    if not functions or choice == "none":
+        return None
+    if isinstance(choice, dict):
+        name = (choice.get("function") or choice).get("name")
+        for fn in functions:
+            if fn.get("name") == name:
+                return fn
+    return functions[0]
+
+
+def _plan(
+    body: dict[str, Any],
+    user_text: str,
+    schema: Any,
+    tool_result_last: bool,
+    text: str | None,
+    tool_calls: list[dict[str, Any]] | None,
+) -> Reply:
+    if tool_calls is not None or text is not None:
+        return Reply(text=text, tool_calls=scripted_tool_calls(tool_calls or [], "call_"))
+    if schema is not None:
+        return Reply(text=json.dumps(example_from_schema(schema)))
+    fn = None if tool_result_last else _chosen_function(body.get("tools") or [], body.get("tool_choice"))
+    if fn is not None:
+        args = json.dumps(example_from_schema(fn.get("parameters") or {"type": "object"}))
+        return Reply(tool_calls=[ToolCall(name=str(fn.get("name")), arguments=args, id=new_id("call_"))])
+    return Reply(text=f"Echo: {user_text}")
+
+
+def plan_chat(
+    body: dict[str, Any], text: str | None = None, tool_calls: list[dict[str, Any]] | None = None
+) -> Reply:
+    """Decide the reply to a chat completions request.
+
+    Scripted text / tool calls win; then a ``json_schema`` response format gets a
+    JSON example of the schema; then a request with tools (unless the last message is
+    a tool result or ``tool_choice`` is ``"none"``) gets a call to the forced or
+    first tool with example arguments; otherwise ``"Echo: <last user message>"``.
+
+    Args:
+        body: The request JSON.
+        text: Scripted text.
+        tool_calls: Scripted tool calls.
+
+    Returns:
+        The reply.
+    """
+    fmt = body.get("response_format") or {}
+    schema = None
+    if fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema") or {"type": "object"}
+    elif fmt.get("type") == "json_object":
+        schema = {"type": "object", "properties": {"echo": {"const": _last_user_text(body.get("messages"))}}}
+    last_is_tool = _last_chat_message(body).get("role") == "tool"
+    return _plan(body, _last_user_text(body.get("messages")), schema, last_is_tool, text, tool_calls)
+
+
+def _chat_usage(body: dict[str, Any], reply: Reply, n: int) -> dict[str, int]:
+    prompt = count_tokens(body.get("messages"))
+    completion = n * (
+        count_tokens(reply.text or "") + sum(count_tokens(c.arguments) + 1 for c in reply.tool_calls)
+    )
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def _finish(reply: Reply) -> str:
+    return reply.stop_reason or ("tool_calls" if reply.tool_calls else "stop")
+
+
+def chat_json(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    """Return a ``chat.completion`` object for ``reply``.
+
+    Args:
+        body: The request JSON (``model`` is echoed, ``n`` honoured).
+        reply: What the model says.
+
+    Returns:
+        The response JSON.
+    """
+    n = int(body.get("n") or 1)
+    message: dict[str, Any] = {"role": "assistant", "content": reply.text, "refusal": None}
+    if reply.tool_calls:
+        message["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in reply.tool_calls
+        ]
+    return {
+        "id": new_id("chatcmpl-"),
+        "object": "chat.completion",
+        "created": now(),
+        "model": body.get("model"),
+        "system_fingerprint": "fp_fake",
+        "choices": [
+            {"index": i, "message": message, "finish_reason": _finish(reply), "logprobs": None}
+            for i in range(n)
+        ],
+        "usage": _chat_usage(body, reply, n),
+    }
+
+
+def chat_events(body: dict[str, Any], reply: Reply) -> list[Event]:
+    """Return the SSE events of a streamed chat completion, ending with ``[DONE]``.
+
+    The text is split into ``reply.chunks`` content deltas; each tool call gets a
+    header delta (id, name) followed by its arguments split across several deltas
+    sharing its ``index``.  With ``stream_options.include_usage`` every chunk carries
+    ``usage: null`` and a last usage-only chunk with ``choices: []`` follows.
+
+    Args:
+        body: The request JSON.
+        reply: What the model says.
+
+    Returns:
+        The events, in order.
+    """
+    n = int(body.get("n") or 1)
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    base: dict[str, Any] = {
+        "id": new_id("chatcmpl-"),
+        "object": "chat.completion.chunk",
+        "created": now(),
+        "model": body.get("model"),
+        "system_fingerprint": "fp_fake",
+    }
+
+    def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> Event:
+        data = {**base, "choices": [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+        if include_usage:
+            data["usage"] = None
+        return (None, data)
+
+    events: list[Event] = []
+    for i in range(n):
+        first = "" if reply.text is not None else None
+        events.append(chunk(i, {"role": "assistant", "content": first, "refusal": None}))
+        if reply.text is not None:
+            events.extend(chunk(i, {"content": piece}) for piece in split_text(reply.text, reply.chunks))
+        for k, call in enumerate(reply.tool_calls):
+            header = {"index": k, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+            events.append(chunk(i, {"tool_calls": [header]}))
+            pieces = split_text(call.arguments, max(2, min(reply.chunks, len(call.arguments))))
+            events.extend(chunk(i, {"tool_calls": [{"index": k, "function": {"arguments": p}}]}) for p in pieces)
+        events.append(chunk(i, {}, _finish(reply)))
+    if include_usage:
+        events.append((None, {**base, "choices": [], "usage": _chat_usage(body, reply, n)}))
+    events.append((None, "[DONE]"))
+    return events
+
+
+# ---------------------------------------------------------------------------
+# Responses
+
+
+def plan_responses(
+    body: dict[str, Any], text: str | None = None, tool_calls: list[dict[str, Any]] | None = None
+) -> Reply:
+    """Decide the reply to a Responses API request (same rules as :func:`plan_chat`).
+
+    Args:
+        body: The request JSON.
+        text: Scripted text.
+        tool_calls: Scripted tool calls.
+
+    Returns:
+        The reply.
+    """
+    fmt = (body.get("text") or {}).get("format") or {}
+    schema = (fmt.get("schema") or {"type": "object"}) if fmt.get("type") == "json_schema" else None
+    items = body.get("input")
+    last = items[-1] if isinstance(items, list) and items and isinstance(items[-1], dict) else {}
+    return _plan(body, _last_user_text(items), schema, last.get("type") == "function_call_output", text, tool_calls)
+
+
+def _responses_output(reply: Reply, ids: list[str]) -> list[dict[str, Any]]:
+    output: list[dict[str, Any]] = []
+    if reply.text is not None:
+        part = {"type": "output_text", "text": reply.text, "annotations": [], "logprobs": []}
+        output.append(
+            {"id": ids[0], "type": "message", "status": "completed", "role": "assistant", "content": [part]}
+        )
+    for k, call in enumerate(reply.tool_calls):
+        output.append(
+            {
+                "id": ids[k + 1],
+                "type": "function_call",
+                "status": "completed",
+                "call_id": call.id,
+                "name": call.name,
+                "arguments": call.arguments,
+            }
+        )
+    return output
+
+
+def _response_object(body: dict[str, Any], reply: Reply, rid: str, output: list[Any] | None) -> dict[str, Any]:
+    done = output is not None
+    usage = None
+    if done:
+        inp = count_tokens(body.get("input")) + count_tokens(body.get("instructions") or "")
+        out = count_tokens(reply.text or "") + sum(count_tokens(c.arguments) + 1 for c in reply.tool_calls)
+        usage = {
+            "input_tokens": inp,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": out,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": inp + out,
+        }
+    return {
+        "id": rid,
+        "object": "response",
+        "created_at": now(),
+        "status": "completed" if done else "in_progress",
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "model": body.get("model"),
+        "output": output or [],
+        "parallel_tool_calls": True,
+        "previous_response_id": body.get("previous_response_id"),
+        "temperature": body.get("temperature", 1.0),
+        "text": body.get("text") or {"format": {"type": "text"}},
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "top_p": body.get("top_p", 1.0),
+        "metadata": body.get("metadata") or {},
+        "usage": usage,
+    }
+
+
+def _output_ids(reply: Reply) -> list[str]:
+    return [new_id("msg_")] + [new_id("fc_") for _ in reply.tool_calls]
+
+
+def responses_json(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+    """Return a completed ``response`` object for ``reply``.
+
+    Args:
+        body: The request JSON.
+        reply: What the model says.
+
+    Returns:
+        The response JSON (id ``resp_...``).
+    """
+    return _response_object(body, reply, new_id("resp_"), _responses_output(reply, _output_ids(reply)))
+
+
+def responses_events(body: dict[str, Any], reply: Reply) -> list[Event]:
+    """Return the typed SSE events of a streamed Responses API call.
+
+    ``response.created`` and ``response.in_progress``, then per output item
+    ``output_item.added`` / content part / text or function-argument deltas /
+    ``.done`` events, and ``response.completed`` carrying the full response and usage.
+
+    Args:
+        body: The request JSON.
+        reply: What the model says.
+
+    Returns:
+        The events, in order (every data has ``type`` and ``sequence_number``).
+    """
+    rid, ids = new_id("resp_"), _output_ids(reply)
+    final = _responses_output(reply, ids)
+    raw: list[dict[str, Any]] = []
+    start = _response_object(body, reply, rid, None)
+    raw.append({"type": "response.created", "response": start})
+    raw.append({"type": "response.in_progress", "response": start})
+    for index, item in enumerate(final):
+        where = {"item_id": item["id"], "output_index": index}
+        if item["type"] == "message":
+            part = item["content"][0]
+            raw.append(
+                {"type": "response.output_item.added", "output_index": index,
+                 "item": {**item, "status": "in_progress", "content": []}}
+            )  # fmt: skip
+            empty = {**part, "text": ""}
+            raw.append({"type": "response.content_part.added", **where, "content_index": 0, "part": empty})
+            for piece in split_text(part["text"], reply.chunks):
+                raw.append(
+                    {"type": "response.output_text.delta", **where, "content_index": 0, "delta": piece,
+                     "logprobs": []}
+                )  # fmt: skip
+            raw.append(
+                {"type": "response.output_text.done", **where, "content_index": 0, "text": part["text"],
+                 "logprobs": []}
+            )  # fmt: skip
+            raw.append({"type": "response.content_part.done", **where, "content_index": 0, "part": part})
+        else:
+            args = item["arguments"]
+            added = {**item, "status": "in_progress", "arguments": ""}
+            raw.append({"type": "response.output_item.added", "output_index": index, "item": added})
+            for piece in split_text(args, max(2, min(reply.chunks, len(args)))):
+                raw.append({"type": "response.function_call_arguments.delta", **where, "delta": piece})
+            raw.append(
+                {"type": "response.function_call_arguments.done", **where, "name": item["name"], "arguments": args}
+            )
+        raw.append({"type": "response.output_item.done", "output_index": index, "item": item})
+    raw.append({"type": "response.completed", "response": _response_object(body, reply, rid, final)})
+    return [(data["type"], {**data, "sequence_number": seq}) for seq, data in enumerate(raw)]
+
+
+def responses_error_event(sequence_number: int, message: str | None = None) -> Event:
+    """Return the Responses API's mid-stream ``error`` event.
+
+    Args:
+        sequence_number: The event's sequence number.
+        message: Overrides the default message.
+
+    Returns:
+        The event.
+    """
+    data = {"type": "error", "code": "server_error", "message": message or _SERVER_ERROR, "param": None}
+    return ("error", {**data, "sequence_number": sequence_number})
+
+
+# ---------------------------------------------------------------------------
+# Embeddings
+
+
+def _vector(model: str, text: str, dims: int) -> list[float]:
+    raw = b""
+    counter = 0
+    while len(raw) < dims * 4:
+        raw += hashlib.sha256(f"{model}\0{text}\0{counter}".encode()).digest()
+        counter += 1
+    values = [(int.from_bytes(raw[i * 4 : i * 4 + 4], "big") / 2**31) - 1.0 for i in range(dims)]
+    norm = math.sqrt(sum(v * v for v in values)) or 1.0
+    return [v / norm for v in values]
+
+
+def embeddings_json(body: dict[str, Any], dims: int = 16) -> dict[str, Any]:
+    """Return an embeddings list with deterministic unit vectors (hash of model and input).
+
+    Args:
+        body: The request JSON (``input`` string / list, ``dimensions``,
+            ``encoding_format`` ``float`` or ``base64``).
+        dims: Vector size when the request does not set ``dimensions``.
+
+    Returns:
+        The response JSON.
+    """
+    inputs = body.get("input")
+    if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
+        inputs = [inputs]
+    size = int(body.get("dimensions") or dims)
+    model = str(body.get("model"))
+    data = []
+    tokens = 0
+    for i, item in enumerate(inputs or []):
+        text = item if isinstance(item, str) else " ".join(str(t) for t in item)
+        tokens += count_tokens(text)
+        vec: Any = _vector(model, text, size)
+        if body.get("encoding_format") == "base64":
+            vec = base64.b64encode(struct.pack(f"<{size}f", *vec)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": vec})
+    return {
+        "object": "list",
+        "data": data,
+        "model": body.get("model"),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }

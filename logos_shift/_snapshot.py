@@ -1,0 +1,70 @@
+"""Call-time snapshots of inputs, cheap enough for the caller's thread.
+
+A capture must record what the caller passed *at call time*, even if the caller
+later appends to or replaces its ``messages`` list.  Serialising on the
+caller's thread would guarantee that but costs tens of microseconds for a large
+payload, so instead the mutable containers (dicts, lists, sets, bytearrays) are
+copied here and everything else is kept by reference; the background thread
+serialises the copy.  Leaves that are immutable (str, numbers, tuples of them)
+need no copy.  The walk also returns an estimate of the JSON size, used for the
+memory bound.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_MAX_DEPTH = 32
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def snapshot(value: Any) -> tuple[Any, int]:
+    """Copy ``value``'s mutable containers; return ``(copy, estimated_bytes)``."""
+    size = [0]
+    out = _copy(value, size, 0, set())
+    return out, size[0]
+
+
+def _copy(value: Any, size: list[int], depth: int, active: set[int]) -> Any:
+    cls = type(value)
+    if cls is str:
+        size[0] += len(value) + 2
+        return value
+    if cls in _SCALARS:
+        size[0] += 8
+        return value
+    if depth >= _MAX_DEPTH:
+        size[0] += 16
+        return value
+    if cls is dict or cls is list or cls is tuple or cls is set or cls is frozenset:
+        key = id(value)
+        if key in active:
+            # A cycle: keep the reference; the serialiser prints a placeholder.
+            return value
+        active.add(key)
+        try:
+            if cls is dict:
+                size[0] += 2
+                d: dict[Any, Any] = {}
+                for k, v in value.items():
+                    size[0] += (len(k) if type(k) is str else 8) + 4
+                    d[k] = _copy(v, size, depth + 1, active)
+                return d
+            size[0] += 2
+            items = [_copy(v, size, depth + 1, active) for v in value]
+            if cls is list:
+                return items
+            if cls is tuple:
+                return tuple(items)
+            return items  # sets become lists, as in JSON
+        finally:
+            active.discard(key)
+    if cls is bytes or cls is bytearray or cls is memoryview:
+        n = len(value)
+        size[0] += n * 4 // 3 + 16
+        return bytes(value)
+    # Other objects (pydantic models, dataclasses, SDK types) are kept by
+    # reference and serialised later; a flat estimate keeps the bound honest
+    # enough without walking them here.
+    size[0] += 256
+    return value
