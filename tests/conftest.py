@@ -1,0 +1,40 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from logos_shift import _client, _guard
+from logos_shift._worker import WORKER
+
+
+@pytest.fixture(autouse=True)
+def _internal_errors_raise() -> Iterator[None]:
+    """Make logos_shift's internal guard re-raise, so no bug hides in a test."""
+    _guard.RAISE_INTERNAL = True
+    _guard.FAULTS.clear()
+    yield
+    _guard.FAULTS.clear()
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Remove LOGOS_SHIFT_* settings and point the default spool at a temp dir."""
+    for key in list(os.environ):
+        if key.startswith(("LOGOS_SHIFT_", "OPENAI_", "ANTHROPIC_")):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(autouse=True)
+def _shutdown_clients() -> Iterator[None]:
+    """Shut down every instance a test created and reset the default."""
+    yield
+    with WORKER.lock:
+        channels = list(WORKER.channels)
+    for ch in channels:
+        WORKER.close(ch, 2.0)
+    _client._default = None
