@@ -226,6 +226,8 @@ class Validator:
             if name is not None:
                 if name in seen:
                     self.err(f"{vp}.name", f"duplicate variant name {name!r}")
+                elif name == "holdout":
+                    self.err(f"{vp}.name", "'holdout' is reserved for the holdout arm")
                 seen.add(name)
             call = self.str_(sub, "callable", vp)
             model = self.str_(sub, "model", vp, required=call is None and "callable" not in sub)

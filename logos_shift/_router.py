@@ -1,0 +1,405 @@
+"""The A/B router: which model (or callable) serves a call, decided from memory.
+
+``Router.decide`` runs on the user's call path.  It reads one immutable index
+built when a config is loaded (routes by ``(dataset, model)``), hashes the
+unit (cached per unit), and returns a prebuilt :class:`Decision`; it never
+does I/O, never takes a lock unless a circuit breaker is open, and never waits
+for a config.  With no config it returns ``None`` and the call keeps the model
+it asked for.
+
+Config sources (a local file, or the Logos server with a disk copy) are polled
+by the library's background thread through :meth:`Router.poll`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from . import _breaker, _guard
+from ._bucketing import CONTROL, HOLDOUT, assign, bucket_pair, thresholds
+from ._config_source import ConfigPoller, FileSource, ServerSource
+from ._routeconfig import BreakerConfig, RouteConfig, RouterConfig
+from ._settings import default_cache_dir
+
+logger = logging.getLogger("logos_shift")
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+#: Bucket cache entries before the cache is emptied (about 20 MB at most).
+_CACHE_MAX = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the router chose for one call.
+
+    Attributes:
+        route: the matched route's name.
+        variant: the arm's name: a variant's name, the control's name, or ``"holdout"``.
+        arm: ``"variant"``, ``"control"`` or ``"holdout"``.
+        model: the model to send; ``None`` means keep the requested one.
+        control_model: the fallback target when a variant call fails
+            (``None`` means the requested model / the original callable).
+        fallback: retry once on ``control_model`` when this variant call fails.
+        param_overrides: request parameters to override (variant only).
+        base_url: serve from this OpenAI-compatible endpoint instead (variant only).
+        api_key_env: environment variable holding that endpoint's key.
+        callable: name of the alternative callable for decorated functions.
+        reason: ``"bucket"`` (unit hashed), ``"random"`` (no unit), ``"kill_switch"``,
+            ``"breaker_open"`` (sent to control by the breaker) or ``"probe"``
+            (the breaker's half-open trial call).
+        bucket_version: the route's ``bucket_version``.
+        config_version: the config's ``version``.
+    """
+
+    route: str
+    variant: str
+    arm: str
+    model: str | None
+    control_model: str | None
+    fallback: bool = False
+    param_overrides: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    base_url: str | None = None
+    api_key_env: str | None = None
+    callable: str | None = None
+    reason: str = "bucket"
+    bucket_version: int = 1
+    config_version: int = 0
+
+    @property
+    def is_variant(self) -> bool:
+        """True when a variant (not control or holdout) serves the call."""
+        return self.arm == "variant"
+
+
+class _Compiled:
+    """A route turned into the few values and prebuilt decisions ``decide`` needs."""
+
+    __slots__ = (
+        "bounds",
+        "breaker",
+        "control",
+        "hold_at",
+        "holdout",
+        "keys",
+        "kill",
+        "name",
+        "prefix",
+        "unit",
+        "variants",
+        "vpct",
+    )  # fmt: skip
+
+    def __init__(self, route: RouteConfig, config_version: int) -> None:
+        self.name = route.name
+        a = route.assignment
+        self.prefix = f"{a.seed}:{a.bucket_version}:"
+        self.unit = a.unit
+        self.vpct = route.rollout.variant_pct
+        self.hold_at = 1.0 - route.rollout.holdout_pct
+        self.kill = route.kill_switch
+        self.breaker: BreakerConfig = route.breaker
+        self.bounds = thresholds([v.weight for v in route.variants])
+        self.keys = [(route.name, v.name) for v in route.variants]
+        base: dict[str, Any] = {
+            "route": route.name,
+            "control_model": route.control.model,
+            "bucket_version": a.bucket_version,
+            "config_version": config_version,
+        }
+        reasons = ("bucket", "random", "kill_switch", "breaker_open", "probe")
+        self.control = {
+            r: Decision(variant=route.control.name, arm="control", model=route.control.model,
+                        reason=r, **base)
+            for r in reasons
+        }  # fmt: skip
+        self.holdout = {
+            r: Decision(variant="holdout", arm="holdout", model=route.control.model, reason=r,
+                        **base)
+            for r in reasons
+        }  # fmt: skip
+        self.variants = [
+            {
+                r: Decision(
+                    variant=v.name, arm="variant", model=v.model, fallback=v.fallback,
+                    param_overrides=MappingProxyType(dict(v.param_overrides)),
+                    base_url=v.base_url, api_key_env=v.api_key_env, callable=v.callable,
+                    reason=r, **base,
+                )
+                for r in reasons
+            }
+            for v in route.variants
+        ]  # fmt: skip
+
+
+def _index(config: RouterConfig) -> dict[tuple[str | None, str | None], _Compiled]:
+    return {
+        (r.match.dataset, r.match.model): _Compiled(r, config.version)
+        for r in config.routes.values()
+    }
+
+
+def _targets(config: RouterConfig | None) -> set[tuple[str, str, object]]:
+    """Each variant's identity: a new model under an old name gets a fresh breaker."""
+    if config is None:
+        return set()
+    return {
+        (r.name, v.name, (v.model, v.base_url, v.callable))
+        for r in config.routes.values()
+        for v in r.variants
+    }
+
+
+class Router:
+    """Chooses the model for each call from the current A/B config.
+
+    Args:
+        routes: a local JSON routes file (takes precedence over the server).
+        server_url: the Logos server; its ``/v1/config`` is polled.
+        api_key: the Logos server key (``Authorization: Bearer``).
+        state_dir: where the server's last good config is kept on disk
+            (default ``$LOGOS_SHIFT_STATE_DIR`` or ``$XDG_CACHE_HOME/logos_shift``).
+        refresh_seconds: server polling interval (jittered ±10 %).
+        file_check_seconds: how often the routes file's mtime/size are checked.
+        timeout: HTTP timeout of a config poll.
+        clock: monotonic clock for breakers and polling (tests inject one).
+        rng: randomness for units without an id and for jitter.
+    """
+
+    def __init__(
+        self,
+        *,
+        routes: str | os.PathLike[str] | None = None,
+        server_url: str | None = None,
+        api_key: str | None = None,
+        state_dir: str | os.PathLike[str] | None = None,
+        refresh_seconds: float = 60.0,
+        file_check_seconds: float = 1.0,
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._clock = clock
+        self._random = rng.random if rng is not None else random.random
+        self._config: RouterConfig | None = None
+        self._idx: dict[tuple[str | None, str | None], _Compiled] = {}
+        self._by_name: dict[str, _Compiled] = {}
+        self._origin: str | None = None
+        self._loaded_at: float | None = None
+        self._swaps = 0
+        self._cache: dict[tuple[str, object], tuple[float, float]] = {}
+        self._board = _breaker.BreakerBoard()
+        self._due = 0.0
+        self.source: ConfigPoller | None = None
+        if routes is not None:
+            self.source = FileSource(routes, self.set_config, interval=file_check_seconds)
+        elif server_url is not None:
+            if state_dir is None:
+                state_dir = os.environ.get("LOGOS_SHIFT_STATE_DIR") or _default_state_dir()
+            server = ServerSource(
+                server_url, api_key, state_dir, self.set_config,
+                refresh_seconds=refresh_seconds, timeout=timeout, rng=rng,
+            )  # fmt: skip
+            # Serve the last good config from the first call on; the first poll
+            # (due at once) replaces it as soon as the server answers.
+            server.load_cached()
+            self.source = server
+        if isinstance(self.source, FileSource):
+            # A local file is cheap to read: load it before the first call.
+            self._due = self.source.poll_once(self._clock(), force=True)
+
+    # -- config ------------------------------------------------------------
+
+    @property
+    def config(self) -> RouterConfig | None:
+        """The config in force (``None``: no routing, every call keeps its model)."""
+        return self._config
+
+    def set_config(self, config: RouterConfig | None, origin: str = "manual") -> None:
+        """Swap in a validated config atomically (``None`` turns routing off).
+
+        Args:
+            config: a config from :func:`~logos_shift._routeconfig.validate_config`.
+            origin: where it came from, shown in ``stats()``.
+        """
+        _guard.fault("router.config")
+        if config is not None and config == self._config:
+            self._origin = origin
+            return
+        idx = _index(config) if config is not None else {}
+        old_targets = _targets(self._config)
+        new_targets = _targets(config)
+        keep = {(t[0], t[1]) for t in old_targets & new_targets}
+        # Readers see either the old or the new index, never a mix.
+        self._idx = idx
+        self._by_name = {c.name: c for c in idx.values()}
+        self._config = config
+        self._origin = origin
+        self._loaded_at = time.time()
+        self._swaps += 1
+        self._board.retain(keep)
+        logger.info(
+            "logos_shift: routing config %s from %s (%d routes)",
+            None if config is None else config.version,
+            origin,
+            0 if config is None else len(config.routes),
+        )
+
+    # -- decisions ---------------------------------------------------------
+
+    def decide(
+        self, dataset: str | None, model: str | None, metadata: Mapping[str, Any] | None
+    ) -> Decision | None:
+        """Choose the arm for a call.  Reads memory only.
+
+        Args:
+            dataset: the call's dataset (decorator or ``context``), matched literally.
+            model: the model the caller asked for (``None`` for decorated functions).
+            metadata: the call's metadata; the route's unit key (``user_id`` by
+                default) is the assignment unit.
+
+        Returns:
+            The :class:`Decision`, or ``None`` when no route matches (the call
+            keeps its model).
+
+        Raises:
+            InjectedFault: under failure injection; callers run this inside
+                ``_guard.guard("router")`` and keep the requested model on error.
+        """
+        _guard.fault("router")
+        idx = self._idx
+        route = idx.get((dataset, model))
+        if route is None:
+            route = idx.get((dataset, None))
+            if route is None:
+                route = idx.get((None, model))
+                if route is None:
+                    return None
+        if route.kill:
+            return route.control["kill_switch"]
+        unit = metadata.get(route.unit) if metadata else None
+        if unit is None or unit == "":
+            reason = "random"
+            u = self._random()
+            u2 = self._random()
+        else:
+            reason = "bucket"
+            key = (route.prefix, unit)
+            try:
+                pair = self._cache.get(key)
+            except TypeError:  # an unhashable unit value (a list, a dict)
+                key = (route.prefix, str(unit))
+                pair = self._cache.get(key)
+            if pair is None:
+                if len(self._cache) >= _CACHE_MAX:
+                    self._cache = {}
+                pair = self._cache[key] = bucket_pair(route.prefix, unit)
+            u, u2 = pair
+        arm = assign(u, u2, route.vpct, 1.0 - route.hold_at, route.bounds)
+        if arm == CONTROL:
+            return route.control[reason]
+        if arm == HOLDOUT:
+            return route.holdout[reason]
+        tripped = self._board.tripped
+        if tripped and route.keys[arm] in tripped:
+            verdict = self._board.allow(route.keys[arm], self._clock(), route.breaker)
+            if verdict == _breaker.BLOCK:
+                return route.control["breaker_open"]
+            if verdict == _breaker.PROBE:
+                return route.variants[arm]["probe"]
+        return route.variants[arm][reason]
+
+    def record_result(self, route: str, variant: str, ok: bool) -> None:
+        """Feed a finished variant call into its circuit breaker.
+
+        Call it for variant arms only (control and holdout results are
+        ignored).  A variant call that failed and fell back to control counts
+        as ``ok=False``.
+
+        Args:
+            route: ``Decision.route``.
+            variant: ``Decision.variant``.
+            ok: whether the variant's call succeeded.
+        """
+        _guard.fault("router.record")
+        compiled = self._by_name.get(route)
+        if compiled is None or (route, variant) not in compiled.keys:
+            return
+        self._board.record((route, variant), ok, self._clock(), compiled.breaker)
+
+    # -- polling (driven by the background thread) ---------------------------
+
+    def poll(self, now: float | None = None) -> float:
+        """Poll the config source if it is due; never raises.
+
+        The library's background thread calls this whenever
+        ``clock() >= next_poll_due()``; it may block for up to the HTTP timeout
+        (server source), never on the call path.
+
+        Args:
+            now: the monotonic time (default: the router's clock).
+
+        Returns:
+            The monotonic time the next poll is due (``inf`` without a source).
+        """
+        if self.source is None:
+            self._due = float("inf")
+            return self._due
+        now = self._clock() if now is None else now
+        # If the guard swallows an error (production), try again in a while.
+        due = now + 30.0
+        with _guard.guard("router.poll"):
+            due = self.source.poll_once(now)
+        self._due = due
+        return due
+
+    def next_poll_due(self) -> float:
+        """Return the monotonic time at which :meth:`poll` should next be called."""
+        return float("inf") if self.source is None else self._due
+
+    def refresh_now(self) -> None:
+        """Poll the config source at once, ignoring its schedule (tests, CLI)."""
+        if self.source is not None:
+            self._due = self.source.poll_once(self._clock(), force=True)
+
+    # -- introspection -------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Return the config in force, the source's health and every breaker.
+
+        Returns:
+            ``{"config": {"version", "routes", "origin", "loaded_at", "swaps"},
+            "source": {...} or None, "breakers": {"route/variant": {...}}}``.
+        """
+        cfg = self._config
+        return {
+            "config": {
+                "version": None if cfg is None else cfg.version,
+                "routes": 0 if cfg is None else len(cfg.routes),
+                "origin": self._origin,
+                "loaded_at": self._loaded_at,
+                "swaps": self._swaps,
+            },
+            "source": None if self.source is None else self.source.stats(),
+            "breakers": self._board.snapshot(self._clock()),
+        }
+
+    def reset_after_fork(self) -> None:
+        """Rebuild what a forked child must not share (the HTTP session)."""
+        if isinstance(self.source, ServerSource):
+            self.source.reset_after_fork()
+
+    def close(self) -> None:
+        """Release the config source's sockets."""
+        if self.source is not None:
+            self.source.close()
+
+
+def _default_state_dir() -> str:
+    return str(default_cache_dir())
