@@ -17,14 +17,15 @@ Quick start::
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
 
 from ._client import LogosShift, context, get_client, init, provide_feedback
 from ._context import last_call_id
 
 try:
-    __version__ = version("logos-shift")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = _version("logos-shift")
+except _PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [

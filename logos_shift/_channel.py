@@ -24,7 +24,7 @@ from typing import Any
 
 from . import _guard, _serialize
 from ._settings import Settings
-from ._sinks import FileSink, HttpSink
+from ._sinks import FileSink, HttpSink, SendResult
 from ._spool import Spool
 
 Redact = Callable[[dict[str, Any]], "dict[str, Any] | None"]
@@ -157,7 +157,11 @@ class Channel:
                 return True
             if now - self.oldest_at >= s.flush_interval:
                 return True
-        return bool(self.http is not None and now >= self.next_attempt and (self.held or self._spool_due(now)))
+        return bool(
+            self.http is not None
+            and now >= self.next_attempt
+            and (self.held or self._spool_due(now))
+        )
 
     def next_wakeup(self, now: float) -> float:
         """Seconds until this channel next needs the worker."""
@@ -218,8 +222,8 @@ class Channel:
             line: bytes | None = None
             with _guard.guard("serialize"):
                 rec: dict[str, Any] | None = record
-                if not s.capture_content and rec.get("type") == "call":
-                    rec = {**rec, "input": None, "output": None}
+                if not s.capture_content and record.get("type") == "call":
+                    rec = {**record, "input": None, "output": None}
                 if self.redact is not None and rec is not None:
                     rec = self.redact(dict(rec))
                 if rec is None:
@@ -263,7 +267,7 @@ class Channel:
         if now < self.next_attempt:
             self._spill(lines)
             return
-        result = None
+        result: SendResult | None = None
         with _guard.guard("upload"):
             assert self.http is not None
             result = self.http.send(lines, self.deadline)
@@ -299,6 +303,12 @@ class Channel:
             delay = max(delay, retry_after)
         self.next_attempt = time.monotonic() + delay
 
+    def _failed_result(self, result: SendResult | None) -> None:
+        if result is None:
+            self._failed(None, "internal error")
+        else:
+            self._failed(result.retry_after, result.error)
+
     def _spill(self, lines: list[bytes]) -> None:
         n = len(lines)
         ok = False
@@ -324,14 +334,16 @@ class Channel:
                 self.dropped["spool_unavailable"] += n
 
     def _retry_held(self) -> None:
-        while self.held and time.monotonic() >= self.next_attempt and not self._past_upload_budget():
+        while (
+            self.held and time.monotonic() >= self.next_attempt and not self._past_upload_budget()
+        ):
             lines = self.held[0]
-            result = None
+            result: SendResult | None = None
             with _guard.guard("upload"):
                 assert self.http is not None
                 result = self.http.send(lines, self.deadline)
             if result is None or result.failed:
-                self._failed(result.retry_after if result else None, result.error if result else None)
+                self._failed_result(result)
                 return
             with self.lock:
                 self.held.popleft()
@@ -342,7 +354,9 @@ class Channel:
             self._succeeded()
 
     def _spool_due(self, now: float) -> bool:
-        return self.spool is not None and now - self._spool_checked >= (1.0 if self.failures else 5.0)
+        return self.spool is not None and now - self._spool_checked >= (
+            1.0 if self.failures else 5.0
+        )
 
     def _past_upload_budget(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -363,13 +377,13 @@ class Channel:
                 claim = spool.claim_oldest()
             if claim is None:
                 return
-            result = None
+            result: SendResult | None = None
             with _guard.guard("upload"):
                 assert self.http is not None
                 result = self.http.send(claim.lines)
             if result is None or result.failed:
                 claim.release()
-                self._failed(result.retry_after if result else None, result.error if result else None)
+                self._failed_result(result)
                 return
             claim.done()
             with self.lock:

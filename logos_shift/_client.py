@@ -90,7 +90,11 @@ class LogosShift:
         s = self.settings
         if s.api_key and not s.server_url:
             raise ValueError("api_key is set but server_url is not: where should records go?")
-        file = FileSink(s.filename, s.file_max_bytes, s.file_backups, s.file_fsync) if s.filename else None
+        file = (
+            FileSink(s.filename, s.file_max_bytes, s.file_backups, s.file_fsync)
+            if s.filename
+            else None
+        )
         http = HttpSink(s.server_url, s.api_key, s.http_timeout) if s.server_url else None
         spool = None
         if http is not None:
@@ -164,9 +168,11 @@ class LogosShift:
 
         return wrap
 
-    def _variants_for(self, dataset: str | None, variants: Mapping[str, Callable[..., Any]]) -> None:
+    def _variants_for(
+        self, dataset: str | None, variants: Mapping[str, Callable[..., Any]]
+    ) -> None:
         for name, fn in variants.items():
-            if not isinstance(name, str) or not callable(fn):
+            if not isinstance(name, str) or not callable(fn):  # type: ignore[redundant-expr]
                 raise TypeError("variants must map names to callables")
 
     def _enqueue(self, record: dict[str, Any], size: int) -> bool:
@@ -219,8 +225,7 @@ class LogosShift:
             >>> ls.shutdown()
             True
         """
-        if not isinstance(target_id, str) or not target_id.strip():
-            raise ValueError(f"provide_feedback needs a non-empty string id, got {target_id!r}")
+        _check_target(target_id)
         result: str | None = None
         with _guard.guard("feedback"):
             result = self._feedback(target_id, outcome, score, comment, metadata)
@@ -237,7 +242,7 @@ class LogosShift:
                            outcome, ", ".join(_records.OUTCOMES))  # fmt: skip
             self._channel.dropped["invalid_feedback"] += 1
             return None
-        if score is not None and (not isinstance(score, numbers.Real) or isinstance(score, bool)):
+        if score is not None and not _is_number(score):
             logger.warning("provide_feedback: score %r is not a number; recorded as null", score)
             score = None
         if comment is not None and not isinstance(comment, str):
@@ -281,7 +286,9 @@ class LogosShift:
         ok = False
         with _guard.guard("shutdown"):
             self._stop_router()
-            ok = WORKER.close(self._channel, self.settings.shutdown_timeout if timeout is None else timeout)
+            ok = WORKER.close(
+                self._channel, self.settings.shutdown_timeout if timeout is None else timeout
+            )
         self._closed = True
         global _default
         with _default_lock:
@@ -323,6 +330,15 @@ class LogosShift:
 
     def _stop_router(self) -> None:
         """Stop polling route config."""
+
+
+def _check_target(target_id: object) -> None:
+    if not isinstance(target_id, str) or not target_id.strip():
+        raise ValueError(f"provide_feedback needs a non-empty string id, got {target_id!r}")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _spool_dir(s: _settings.Settings) -> Path:
@@ -402,17 +418,20 @@ def provide_feedback(
     Raises:
         ValueError: ``target_id`` is empty or not a string.
     """
-    if not isinstance(target_id, str) or not target_id.strip():
-        raise ValueError(f"provide_feedback needs a non-empty string id, got {target_id!r}")
+    _check_target(target_id)
     client = _current.get() or _default
     if client is None:
         logger.warning("provide_feedback: no LogosShift instance; call logos_shift.init() first")
         return None
-    return client.provide_feedback(target_id, outcome, score=score, comment=comment, metadata=metadata)
+    return client.provide_feedback(
+        target_id, outcome, score=score, comment=comment, metadata=metadata
+    )
 
 
 @contextmanager
-def context(dataset: str | None = None, user_id: str | None = None, **metadata: Any) -> Iterator[None]:
+def context(
+    dataset: str | None = None, user_id: str | None = None, **metadata: Any
+) -> Iterator[None]:
     """Apply a dataset and metadata to everything captured inside the block.
 
     Contexts nest (inner values win) and follow threads started with

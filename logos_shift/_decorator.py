@@ -58,7 +58,9 @@ class _Spec:
         self.varargs = varargs
         self.skip_first = bool(names) and names[0] in ("self", "cls")
 
-    def arguments(self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    def arguments(
+        self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
         names = self.names
         # Bound calls (instance set) don't pass self/cls in args; unbound
         # calls through the class do, and self/cls are never recorded.
@@ -110,13 +112,19 @@ class _Call:
         self.submitted = False
         self.start = time.perf_counter()
 
-    def finish(self, output: Any = None, error: BaseException | None = None,
-               stream: dict[str, Any] | None = None, ttft: float | None = None) -> None:  # fmt: skip
+    def finish(
+        self,
+        output: Any = None,
+        error: BaseException | None = None,
+        stream: dict[str, Any] | None = None,
+        ttft: float | None = None,
+    ) -> None:
         if self.submitted:
             return
         self.submitted = True
         _guard.fault("decorator.finish")
         rec = self.record
+        _guard.fault("clock")
         rec["latency_ms"] = round((time.perf_counter() - self.start) * 1000.0, 3)
         if error is not None:
             rec["error"] = _records.error_info(error)
@@ -132,7 +140,9 @@ class _Call:
         self.client._enqueue(rec, self.size)
 
 
-def _begin(spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Call | None:
+def _begin(
+    spec: _Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> _Call | None:
     extra = kwargs.pop(METADATA_KWARG, None) if kwargs else None
     if not spec.client.settings.enabled:
         return None
@@ -264,13 +274,15 @@ def _wrap_gen(gen: Generator[Any, Any, Any], call: _Call | None) -> Generator[An
             except GeneratorExit:
                 gen.close()
                 raise
-            except BaseException as err:
+            except BaseException as err:  # noqa: BLE001 - thrown into the wrapped generator
                 exc, value = err, None
     finally:
         _finish(call, output=col.items, error=error, stream=col.stream(status), ttft=col.first)
 
 
-async def _wrap_agen(agen: AsyncGenerator[Any, Any], call: _Call | None) -> AsyncGenerator[Any, Any]:
+async def _wrap_agen(
+    agen: AsyncGenerator[Any, Any], call: _Call | None
+) -> AsyncGenerator[Any, Any]:
     if call is None:
         async for item in agen:
             yield item
@@ -304,7 +316,7 @@ async def _wrap_agen(agen: AsyncGenerator[Any, Any], call: _Call | None) -> Asyn
             except GeneratorExit:
                 await agen.aclose()
                 raise
-            except BaseException as err:
+            except BaseException as err:  # noqa: BLE001 - thrown into the wrapped generator
                 exc, value = err, None
     finally:
         _finish(call, output=col.items, error=error, stream=col.stream(status), ttft=col.first)

@@ -25,7 +25,15 @@ CALL_FIELDS: tuple[str, ...] = (
 
 #: Fields of a ``feedback`` record, in the order they are written.
 FEEDBACK_FIELDS: tuple[str, ...] = (
-    "schema", "type", "id", "ts", "target", "outcome", "score", "comment", "metadata",
+    "schema",
+    "type",
+    "id",
+    "ts",
+    "target",
+    "outcome",
+    "score",
+    "comment",
+    "metadata",
 )
 
 OUTCOMES: tuple[str, ...] = ("success", "failure", "neutral")

@@ -42,7 +42,7 @@ def _placeholder(kind: str, value: Any) -> str:
     return f"<{kind}:{type(value).__name__}>"
 
 
-def _conv(value: Any, depth: int, active: set[int]) -> Any:  # noqa: PLR0911, C901
+def _conv(value: Any, depth: int, active: set[int]) -> Any:
     cls = type(value)
     if cls in _SCALARS:
         return value
@@ -211,6 +211,10 @@ def _shorten(value: Any, limit: int) -> Any:
     if isinstance(value, dict):
         return {k: _shorten(v, limit) for k, v in value.items()}
     if isinstance(value, list):
-        items = value if len(value) <= limit else [*value[: limit // 2], f"…[{len(value) - limit // 2} items truncated]"]
+        items = (
+            value
+            if len(value) <= limit
+            else [*value[: limit // 2], f"…[{len(value) - limit // 2} items truncated]"]
+        )
         return [_shorten(v, limit) for v in items]
     return value

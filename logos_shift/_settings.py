@@ -152,7 +152,8 @@ def _validate(s: Settings) -> None:
         value = getattr(s, name)
         if value is not None and not isinstance(value, (str, os.PathLike)):
             raise ValueError(f"{name} must be a string, got {type(value).__name__}")
-    if not isinstance(s.dataset, str) or not s.dataset:
+    dataset: object = s.dataset
+    if not isinstance(dataset, str) or not dataset:
         raise ValueError("dataset must be a non-empty string")
     if s.server_url is not None:
         _check_url(s.server_url)

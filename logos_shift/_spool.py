@@ -98,7 +98,8 @@ class Spool:
             _guard.fault("spool")
             self._prepare()
             self._enforce_caps(extra_files=1)
-            name = f"{time.time_ns() // 1_000_000:013d}-{os.getpid()}-{random.getrandbits(32):08x}-{len(lines)}{_SUFFIX}"
+            stamp = f"{time.time_ns() // 1_000_000:013d}-{os.getpid()}"
+            name = f"{stamp}-{random.getrandbits(32):08x}-{len(lines)}{_SUFFIX}"
             final = self.dir / name
             tmp = self.dir / (name + ".tmp")
             payload = gzip.compress(b"\n".join(lines) + b"\n", compresslevel=1)

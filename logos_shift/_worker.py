@@ -184,7 +184,9 @@ class Worker:
             channels = list(self.channels)
         if not channels:
             return
-        total = timeout if timeout is not None else max(c.settings.shutdown_timeout for c in channels)
+        total = (
+            timeout if timeout is not None else max(c.settings.shutdown_timeout for c in channels)
+        )
         end = time.monotonic() + total
         for ch in channels:
             self.close(ch, max(0.0, end - time.monotonic()))

@@ -1,0 +1,31 @@
+"""The public surface is exactly logos_shift.__all__."""
+
+from __future__ import annotations
+
+import logos_shift
+
+EXPECTED = [
+    "LogosShift",
+    "__version__",
+    "context",
+    "get_client",
+    "init",
+    "last_call_id",
+    "provide_feedback",
+]
+
+
+def test_all_is_pinned_sorted_and_documented() -> None:
+    """__all__ is this exact sorted list and every callable in it is documented."""
+    assert logos_shift.__all__ == EXPECTED
+    for name in logos_shift.__all__:
+        obj = getattr(logos_shift, name)
+        if callable(obj):
+            assert obj.__doc__, f"{name} has no docstring"
+
+
+def test_no_stray_public_names() -> None:
+    """Nothing public is exported by accident (only __all__ and submodules)."""
+    public = {n for n in vars(logos_shift) if not n.startswith("_")}
+    submodules = {"testing", "providers", "server", "cli", "annotations"}
+    assert public - submodules == set(EXPECTED) - {"__version__"}
