@@ -79,7 +79,8 @@ def test_design_example_is_valid_and_defaults_are_filled() -> None:
     route = cfg.routes["support"]
     assert cfg.version == 42
     assert route.variants[0].model == "ft:gpt-4o-mini:acme::x1"
-    assert route.breaker.window_s == 60.0 and route.breaker.min_calls == 20
+    assert route.breaker.window_s == 60.0
+    assert route.breaker.min_calls == 20
     assert route.breaker.error_rate is None
     assert route.assignment.bucket_version == 1
     assert route.policy is None
@@ -272,7 +273,8 @@ def test_validated_config_does_not_alias_the_input() -> None:
     cfg_in["routes"]["summarize-ticket"]["policy"]["margin"] = 9
     route = cfg.routes["summarize-ticket"]
     assert route.variants[0].param_overrides == {"temperature": 0.2}
-    assert route.policy is not None and route.policy["margin"] == 0.02
+    assert route.policy is not None
+    assert route.policy["margin"] == 0.02
 
 
 def test_null_means_absent_for_optional_fields() -> None:
