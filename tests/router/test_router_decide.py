@@ -37,6 +37,12 @@ def router_with(routes: dict[str, Any], version: int = 1, seed: int = 7) -> Rout
     return r
 
 
+def pick(r: Router, dataset: str | None, model: str | None, metadata: Any) -> Decision:
+    d = r.decide(dataset, model, metadata)
+    assert d is not None
+    return d
+
+
 def test_no_config_returns_none() -> None:
     """Without any config every call keeps its model (decide returns None)."""
     r = Router()
@@ -62,11 +68,11 @@ def test_most_specific_match_wins() -> None:
             "model": route(None, "gpt-4o", variant_pct=0.0),
         }
     )
-    assert r.decide("support", "gpt-4o", {}).route == "both"  # type: ignore[union-attr]
-    assert r.decide("support", "claude", {}).route == "ds"  # type: ignore[union-attr]
-    assert r.decide(None, "gpt-4o", {}).route == "model"  # type: ignore[union-attr]
-    assert r.decide("sales", "gpt-4o", {}).route == "model"  # type: ignore[union-attr]
-    assert r.decide("support", None, {}).route == "ds"  # type: ignore[union-attr]
+    assert pick(r, "support", "gpt-4o", {}).route == "both"
+    assert pick(r, "support", "claude", {}).route == "ds"
+    assert pick(r, None, "gpt-4o", {}).route == "model"
+    assert pick(r, "sales", "gpt-4o", {}).route == "model"
+    assert pick(r, "support", None, {}).route == "ds"
 
 
 def test_variant_share_and_stickiness_over_10k_users() -> None:
@@ -165,8 +171,8 @@ def test_routes_are_bucketed_independently() -> None:
         {"a": route("a", None, variant_pct=0.1), "b": route("b", None, variant_pct=0.1)}
     )
     users = [f"u{i}" for i in range(20_000)]
-    in_a = {u for u in users if r.decide("a", None, {"user_id": u}).is_variant}  # type: ignore[union-attr]
-    in_b = {u for u in users if r.decide("b", None, {"user_id": u}).is_variant}  # type: ignore[union-attr]
+    in_a = {u for u in users if pick(r, "a", None, {"user_id": u}).is_variant}
+    in_b = {u for u in users if pick(r, "b", None, {"user_id": u}).is_variant}
     assert abs(len(in_a & in_b) / len(in_a) - 0.1) < 0.03
 
 
@@ -177,7 +183,7 @@ def test_ramp_through_config_swaps_keeps_exposed_users() -> None:
     previous: set[str] = set()
     for version, pct in enumerate((0.01, 0.05, 0.25, 0.5), start=1):
         r.set_config(validate_config({"version": version, "routes": {"s": route(variant_pct=pct)}}))
-        now = {u for u in users if r.decide("support", "gpt-4o", {"user_id": u}).is_variant}  # type: ignore[union-attr]
+        now = {u for u in users if pick(r, "support", "gpt-4o", {"user_id": u}).is_variant}
         assert previous <= now
         previous = now
 
@@ -188,7 +194,7 @@ def test_bucket_version_bump_reshuffles() -> None:
     sets = []
     for bv in (1, 2):
         r = router_with({"s": route(variant_pct=0.2, assignment={"bucket_version": bv})})
-        sets.append({u for u in users if r.decide("support", "gpt-4o", {"user_id": u}).is_variant})  # type: ignore[union-attr]
+        sets.append({u for u in users if pick(r, "support", "gpt-4o", {"user_id": u}).is_variant})
     overlap = len(sets[0] & sets[1]) / len(sets[0])
     assert overlap < 0.3
 
@@ -205,10 +211,10 @@ def test_kill_switch_sends_everyone_to_control() -> None:
 def test_kill_switch_takes_effect_on_the_next_config_swap() -> None:
     """A new config with the kill switch on changes the very next decision."""
     r = router_with({"support": route(variant_pct=1.0)})
-    assert r.decide("support", "gpt-4o", {"user_id": "u1"}).is_variant  # type: ignore[union-attr]
-    r.set_config(validate_config({"version": 2, "routes": {"support": route(variant_pct=1.0,
-                                                                           kill_switch=True)}}))  # fmt: skip
-    assert r.decide("support", "gpt-4o", {"user_id": "u1"}).reason == "kill_switch"  # type: ignore[union-attr]
+    assert pick(r, "support", "gpt-4o", {"user_id": "u1"}).is_variant
+    killed = route(variant_pct=1.0, kill_switch=True)
+    r.set_config(validate_config({"version": 2, "routes": {"support": killed}}))
+    assert pick(r, "support", "gpt-4o", {"user_id": "u1"}).reason == "kill_switch"
 
 
 def test_callable_variant_for_decorated_functions() -> None:
@@ -236,10 +242,7 @@ def test_weighted_variants_split_the_variant_share() -> None:
     body = route(variant_pct=0.4)
     body["variants"] = [{"name": "a", "model": "ma"}, {"name": "b", "model": "mb"}]
     r = router_with({"support": body})
-    counts = Counter(
-        r.decide("support", "gpt-4o", {"user_id": i}).variant  # type: ignore[union-attr]
-        for i in range(20_000)
-    )
+    counts = Counter(pick(r, "support", "gpt-4o", {"user_id": i}).variant for i in range(20_000))
     assert abs(counts["a"] / 20_000 - 0.2) < 0.015
     assert abs(counts["b"] / 20_000 - 0.2) < 0.015
 
