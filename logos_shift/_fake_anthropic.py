@@ -61,7 +61,13 @@ def stream_error_event(message: str | None = None) -> Event:
     Returns:
         The event.
     """
-    return ("error", {"type": "error", "error": {"type": "overloaded_error", "message": message or "Overloaded"}})
+    return (
+        "error",
+        {
+            "type": "error",
+            "error": {"type": "overloaded_error", "message": message or "Overloaded"},
+        },
+    )
 
 
 def _output_schema(body: dict[str, Any]) -> Any:
@@ -107,7 +113,9 @@ def plan_messages(
     if tools and choice.get("type") != "none" and not _ends_with_tool_result(messages):
         tool = next((t for t in tools if t.get("name") == choice.get("name")), tools[0])
         args = json.dumps(example_from_schema(tool["input_schema"]))
-        return Reply(tool_calls=[ToolCall(name=str(tool.get("name")), arguments=args, id=new_id("toolu_"))])
+        return Reply(
+            tool_calls=[ToolCall(name=str(tool.get("name")), arguments=args, id=new_id("toolu_"))]
+        )
     last_user = next(
         (m for m in reversed(messages) if isinstance(m, dict) and m.get("role") == "user"), {}
     )
@@ -128,7 +136,11 @@ def input_tokens(body: dict[str, Any]) -> int:
 
 def _output_tokens(reply: Reply) -> int:
     # At least 1, as message_start already reports one output token.
-    return max(1, count_tokens(reply.text or "") + sum(count_tokens(c.arguments) + 1 for c in reply.tool_calls))
+    return max(
+        1,
+        count_tokens(reply.text or "")
+        + sum(count_tokens(c.arguments) + 1 for c in reply.tool_calls),
+    )
 
 
 def _stop_reason(reply: Reply) -> str:
@@ -150,7 +162,14 @@ def _blocks(reply: Reply) -> list[dict[str, Any]]:
     if reply.text is not None:
         blocks.append({"type": "text", "text": reply.text, "citations": None})
     for call in reply.tool_calls:
-        blocks.append({"type": "tool_use", "id": call.id, "name": call.name, "input": json.loads(call.arguments)})
+        blocks.append(
+            {
+                "type": "tool_use",
+                "id": call.id,
+                "name": call.name,
+                "input": json.loads(call.arguments),
+            }
+        )
     return blocks
 
 
@@ -194,21 +213,33 @@ def message_events(body: dict[str, Any], reply: Reply) -> list[Event]:
     """
     start = message_json(body, reply)
     start.update(content=[], stop_reason=None, usage=_usage(input_tokens(body), 1))
-    events: list[Event] = [("message_start", {"type": "message_start", "message": start}), ("ping", {"type": "ping"})]
+    events: list[Event] = [
+        ("message_start", {"type": "message_start", "message": start}),
+        ("ping", {"type": "ping"}),
+    ]
 
     def add(kind: str, data: dict[str, Any]) -> None:
         events.append((kind, {"type": kind, **data}))
 
     for index, block in enumerate(_blocks(reply)):
         if block["type"] == "text":
-            add("content_block_start", {"index": index, "content_block": {"type": "text", "text": ""}})
+            add(
+                "content_block_start",
+                {"index": index, "content_block": {"type": "text", "text": ""}},
+            )
             for piece in split_text(block["text"], reply.chunks):
-                add("content_block_delta", {"index": index, "delta": {"type": "text_delta", "text": piece}})
+                add(
+                    "content_block_delta",
+                    {"index": index, "delta": {"type": "text_delta", "text": piece}},
+                )
         else:
             add("content_block_start", {"index": index, "content_block": {**block, "input": {}}})
             args = json.dumps(block["input"])
-            for piece in [""] + split_text(args, max(2, min(reply.chunks, len(args)))):
-                add("content_block_delta", {"index": index, "delta": {"type": "input_json_delta", "partial_json": piece}})
+            for piece in ["", *split_text(args, max(2, min(reply.chunks, len(args))))]:
+                add(
+                    "content_block_delta",
+                    {"index": index, "delta": {"type": "input_json_delta", "partial_json": piece}},
+                )
         add("content_block_stop", {"index": index})
     delta = {"stop_reason": _stop_reason(reply), "stop_sequence": None}
     add("message_delta", {"delta": delta, "usage": {"output_tokens": _output_tokens(reply)}})

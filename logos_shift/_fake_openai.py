@@ -58,7 +58,14 @@ def error_body(status: int, model: str | None = None, message: str | None = None
 
 def stream_error_data(message: str | None = None) -> Any:
     """Return the ``data`` of OpenAI's mid-stream error chunk for chat completions."""
-    return {"error": {"message": message or _SERVER_ERROR, "type": "server_error", "param": None, "code": None}}
+    return {
+        "error": {
+            "message": message or _SERVER_ERROR,
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -81,7 +88,7 @@ def _last_user_text(items: Any) -> str:
 
 def _chosen_function(tools: list[Any], choice: Any) -> dict[str, Any] | None:
     """Pick the tool a request forces, or its first function tool; flat or nested shape."""
-    functions = []
+    functions: list[dict[str, Any]] = []
     for tool in tools:
         if isinstance(tool, dict) and tool.get("type") == "function":
             functions.append(tool.get("function", tool))
@@ -107,10 +114,16 @@ def _plan(
         return Reply(text=text, tool_calls=scripted_tool_calls(tool_calls or [], "call_"))
     if schema is not None:
         return Reply(text=json.dumps(example_from_schema(schema)))
-    fn = None if tool_result_last else _chosen_function(body.get("tools") or [], body.get("tool_choice"))
+    fn = (
+        None
+        if tool_result_last
+        else _chosen_function(body.get("tools") or [], body.get("tool_choice"))
+    )
     if fn is not None:
         args = json.dumps(example_from_schema(fn.get("parameters") or {"type": "object"}))
-        return Reply(tool_calls=[ToolCall(name=str(fn.get("name")), arguments=args, id=new_id("call_"))])
+        return Reply(
+            tool_calls=[ToolCall(name=str(fn.get("name")), arguments=args, id=new_id("call_"))]
+        )
     return Reply(text=f"Echo: {user_text}")
 
 
@@ -137,17 +150,27 @@ def plan_chat(
     if fmt.get("type") == "json_schema":
         schema = (fmt.get("json_schema") or {}).get("schema") or {"type": "object"}
     elif fmt.get("type") == "json_object":
-        schema = {"type": "object", "properties": {"echo": {"const": _last_user_text(body.get("messages"))}}}
+        schema = {
+            "type": "object",
+            "properties": {"echo": {"const": _last_user_text(body.get("messages"))}},
+        }
     last_is_tool = _last_chat_message(body).get("role") == "tool"
-    return _plan(body, _last_user_text(body.get("messages")), schema, last_is_tool, text, tool_calls)
+    return _plan(
+        body, _last_user_text(body.get("messages")), schema, last_is_tool, text, tool_calls
+    )
 
 
 def _chat_usage(body: dict[str, Any], reply: Reply, n: int) -> dict[str, int]:
     prompt = count_tokens(body.get("messages"))
     completion = n * (
-        count_tokens(reply.text or "") + sum(count_tokens(c.arguments) + 1 for c in reply.tool_calls)
+        count_tokens(reply.text or "")
+        + sum(count_tokens(c.arguments) + 1 for c in reply.tool_calls)
     )
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
 
 
 def _finish(reply: Reply) -> str:
@@ -211,7 +234,12 @@ def chat_events(body: dict[str, Any], reply: Reply) -> list[Event]:
     }
 
     def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> Event:
-        data = {**base, "choices": [{"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+        data = {
+            **base,
+            "choices": [
+                {"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}
+            ],
+        }
         if include_usage:
             data["usage"] = None
         return (None, data)
@@ -221,12 +249,22 @@ def chat_events(body: dict[str, Any], reply: Reply) -> list[Event]:
         first = "" if reply.text is not None else None
         events.append(chunk(i, {"role": "assistant", "content": first, "refusal": None}))
         if reply.text is not None:
-            events.extend(chunk(i, {"content": piece}) for piece in split_text(reply.text, reply.chunks))
+            events.extend(
+                chunk(i, {"content": piece}) for piece in split_text(reply.text, reply.chunks)
+            )
         for k, call in enumerate(reply.tool_calls):
-            header = {"index": k, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}
+            header = {
+                "index": k,
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": ""},
+            }
             events.append(chunk(i, {"tool_calls": [header]}))
             pieces = split_text(call.arguments, max(2, min(reply.chunks, len(call.arguments))))
-            events.extend(chunk(i, {"tool_calls": [{"index": k, "function": {"arguments": p}}]}) for p in pieces)
+            events.extend(
+                chunk(i, {"tool_calls": [{"index": k, "function": {"arguments": p}}]})
+                for p in pieces
+            )
         events.append(chunk(i, {}, _finish(reply)))
     if include_usage:
         events.append((None, {**base, "choices": [], "usage": _chat_usage(body, reply, n)}))
@@ -255,7 +293,14 @@ def plan_responses(
     schema = (fmt.get("schema") or {"type": "object"}) if fmt.get("type") == "json_schema" else None
     items = body.get("input")
     last = items[-1] if isinstance(items, list) and items and isinstance(items[-1], dict) else {}
-    return _plan(body, _last_user_text(items), schema, last.get("type") == "function_call_output", text, tool_calls)
+    return _plan(
+        body,
+        _last_user_text(items),
+        schema,
+        last.get("type") == "function_call_output",
+        text,
+        tool_calls,
+    )
 
 
 def _responses_output(reply: Reply, ids: list[str]) -> list[dict[str, Any]]:
@@ -263,7 +308,13 @@ def _responses_output(reply: Reply, ids: list[str]) -> list[dict[str, Any]]:
     if reply.text is not None:
         part = {"type": "output_text", "text": reply.text, "annotations": [], "logprobs": []}
         output.append(
-            {"id": ids[0], "type": "message", "status": "completed", "role": "assistant", "content": [part]}
+            {
+                "id": ids[0],
+                "type": "message",
+                "status": "completed",
+                "role": "assistant",
+                "content": [part],
+            }
         )
     for k, call in enumerate(reply.tool_calls):
         output.append(
@@ -279,12 +330,16 @@ def _responses_output(reply: Reply, ids: list[str]) -> list[dict[str, Any]]:
     return output
 
 
-def _response_object(body: dict[str, Any], reply: Reply, rid: str, output: list[Any] | None) -> dict[str, Any]:
+def _response_object(
+    body: dict[str, Any], reply: Reply, rid: str, output: list[Any] | None
+) -> dict[str, Any]:
     done = output is not None
     usage = None
     if done:
         inp = count_tokens(body.get("input")) + count_tokens(body.get("instructions") or "")
-        out = count_tokens(reply.text or "") + sum(count_tokens(c.arguments) + 1 for c in reply.tool_calls)
+        out = count_tokens(reply.text or "") + sum(
+            count_tokens(c.arguments) + 1 for c in reply.tool_calls
+        )
         usage = {
             "input_tokens": inp,
             "input_tokens_details": {"cached_tokens": 0},
@@ -329,7 +384,9 @@ def responses_json(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
     Returns:
         The response JSON (id ``resp_...``).
     """
-    return _response_object(body, reply, new_id("resp_"), _responses_output(reply, _output_ids(reply)))
+    return _response_object(
+        body, reply, new_id("resp_"), _responses_output(reply, _output_ids(reply))
+    )
 
 
 def responses_events(body: dict[str, Any], reply: Reply) -> list[Event]:
@@ -357,32 +414,58 @@ def responses_events(body: dict[str, Any], reply: Reply) -> list[Event]:
         if item["type"] == "message":
             part = item["content"][0]
             raw.append(
-                {"type": "response.output_item.added", "output_index": index,
-                 "item": {**item, "status": "in_progress", "content": []}}
-            )  # fmt: skip
+                {
+                    "type": "response.output_item.added",
+                    "output_index": index,
+                    "item": {**item, "status": "in_progress", "content": []},
+                }
+            )
             empty = {**part, "text": ""}
-            raw.append({"type": "response.content_part.added", **where, "content_index": 0, "part": empty})
+            raw.append(
+                {"type": "response.content_part.added", **where, "content_index": 0, "part": empty}
+            )
             for piece in split_text(part["text"], reply.chunks):
                 raw.append(
-                    {"type": "response.output_text.delta", **where, "content_index": 0, "delta": piece,
-                     "logprobs": []}
-                )  # fmt: skip
+                    {
+                        "type": "response.output_text.delta",
+                        **where,
+                        "content_index": 0,
+                        "delta": piece,
+                        "logprobs": [],
+                    }
+                )
             raw.append(
-                {"type": "response.output_text.done", **where, "content_index": 0, "text": part["text"],
-                 "logprobs": []}
-            )  # fmt: skip
-            raw.append({"type": "response.content_part.done", **where, "content_index": 0, "part": part})
+                {
+                    "type": "response.output_text.done",
+                    **where,
+                    "content_index": 0,
+                    "text": part["text"],
+                    "logprobs": [],
+                }
+            )
+            raw.append(
+                {"type": "response.content_part.done", **where, "content_index": 0, "part": part}
+            )
         else:
             args = item["arguments"]
             added = {**item, "status": "in_progress", "arguments": ""}
             raw.append({"type": "response.output_item.added", "output_index": index, "item": added})
             for piece in split_text(args, max(2, min(reply.chunks, len(args)))):
-                raw.append({"type": "response.function_call_arguments.delta", **where, "delta": piece})
+                raw.append(
+                    {"type": "response.function_call_arguments.delta", **where, "delta": piece}
+                )
             raw.append(
-                {"type": "response.function_call_arguments.done", **where, "name": item["name"], "arguments": args}
+                {
+                    "type": "response.function_call_arguments.done",
+                    **where,
+                    "name": item["name"],
+                    "arguments": args,
+                }
             )
         raw.append({"type": "response.output_item.done", "output_index": index, "item": item})
-    raw.append({"type": "response.completed", "response": _response_object(body, reply, rid, final)})
+    raw.append(
+        {"type": "response.completed", "response": _response_object(body, reply, rid, final)}
+    )
     return [(data["type"], {**data, "sequence_number": seq}) for seq, data in enumerate(raw)]
 
 
@@ -396,7 +479,12 @@ def responses_error_event(sequence_number: int, message: str | None = None) -> E
     Returns:
         The event.
     """
-    data = {"type": "error", "code": "server_error", "message": message or _SERVER_ERROR, "param": None}
+    data = {
+        "type": "error",
+        "code": "server_error",
+        "message": message or _SERVER_ERROR,
+        "param": None,
+    }
     return ("error", {**data, "sequence_number": sequence_number})
 
 
@@ -427,7 +515,9 @@ def embeddings_json(body: dict[str, Any], dims: int = 16) -> dict[str, Any]:
         The response JSON.
     """
     inputs = body.get("input")
-    if isinstance(inputs, str) or (isinstance(inputs, list) and inputs and isinstance(inputs[0], int)):
+    if isinstance(inputs, str) or (
+        isinstance(inputs, list) and inputs and isinstance(inputs[0], int)
+    ):
         inputs = [inputs]
     size = int(body.get("dimensions") or dims)
     model = str(body.get("model"))
