@@ -1,0 +1,54 @@
+"""The self-hosted Logos server (``pip install 'logos-shift[server]'``).
+
+Programmatic use::
+
+    from logos_shift.server import create_app, serve_in_thread
+
+    app = create_app("sqlite:///logos.db")
+    with serve_in_thread(app) as server:
+        print(server.url)
+
+The command line equivalent is ``logos-shift server``.  Names are imported
+lazily, so ``import logos_shift.server._something`` does not pull in FastAPI.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._app import Limits as Limits
+    from ._app import create_app as create_app
+    from ._db import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL
+    from ._db import Database as Database
+    from ._keys import create_key as create_key
+    from ._serve import (
+        RunningServer as RunningServer,
+    )
+    from ._serve import (
+        run as run,
+    )
+    from ._serve import (
+        serve_in_thread as serve_in_thread,
+    )
+
+_EXPORTS = {
+    "DEFAULT_DATABASE_URL": "._db",
+    "Database": "._db",
+    "Limits": "._app",
+    "RunningServer": "._serve",
+    "create_app": "._app",
+    "create_key": "._keys",
+    "run": "._serve",
+    "serve_in_thread": "._serve",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)

@@ -1,0 +1,374 @@
+"""HTTP endpoints: ingest, feedback, config, routes, datasets, export, stats, prices."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import zlib
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from logos_shift import _ids, _records
+from logos_shift._routeconfig import ConfigError
+
+from . import _prices, _queries, _routes_store, _stats
+from ._app import DB, AdminKey, IngestKey, Limits, TooLarge
+from ._db import Database
+from ._errors import ApiError
+from ._ingest import ingest
+from ._models import FeedbackIn, FeedbackOut, IngestOut, PriceIn, parse_ts
+from ._schema import feedback
+
+logger = logging.getLogger("logos_shift.server")
+
+RouteName = Annotated[
+    str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+]
+DatasetName = Annotated[str, Path(min_length=1, max_length=256)]
+Since = Annotated[
+    str | None, Query(description="ISO-8601 time or epoch seconds; calls at or after it.")
+]
+Until = Annotated[str | None, Query(description="ISO-8601 time or epoch seconds; calls before it.")]
+Outcome = Annotated[
+    Literal["success", "failure", "neutral", "none"] | None,
+    Query(description="Latest feedback outcome; `none` = calls without feedback."),
+]
+MinScore = Annotated[
+    float | None, Query(allow_inf_nan=False, description="Latest feedback score at least this.")
+]
+Text = Annotated[str | None, Query(min_length=1, max_length=256)]
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    out = bytearray()
+    rest = data
+    try:
+        while rest:
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out += d.decompress(rest, limit + 1 - len(out))
+            if len(out) > limit or d.unconsumed_tail:
+                raise ApiError(413, f"decompressed body is larger than {limit} bytes")
+            if not d.eof:
+                raise ApiError(400, "gzip body is truncated")
+            rest = d.unused_data
+    except zlib.error as exc:
+        raise ApiError(400, f"body is not valid gzip: {exc}") from None
+    return bytes(out)
+
+
+def _decode_batch(raw: bytes, encoding: str, limits: Limits) -> list[dict[str, Any]]:
+    if encoding == "gzip":
+        raw = _gunzip(raw, limits.max_decompressed_bytes)
+    elif encoding not in ("", "identity"):
+        raise ApiError(415, f"unsupported Content-Encoding {encoding!r}; use gzip or none")
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, list):
+        raise ApiError(400, "body must be a JSON array of records")
+    if len(data) > limits.max_batch_records:
+        raise ApiError(
+            413, f"batch has {len(data)} records; the limit is {limits.max_batch_records}"
+        )
+    bad = [i for i, item in enumerate(data) if not isinstance(item, dict)]
+    if bad:
+        raise ApiError(400, f"every element must be a record object; element {bad[0]} is not")
+    return data
+
+
+def _time_param(name: str, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value) if value.replace(".", "", 1).isdigit() else parse_ts(value)
+    except (ValueError, OverflowError):
+        raise ApiError(400, f"{name} must be an ISO-8601 time or epoch seconds") from None
+
+
+def _ingest_sync(
+    db: Database, project_id: int, raw: bytes, encoding: str, limits: Limits
+) -> dict[str, Any]:
+    records = _decode_batch(raw, encoding, limits)
+    return ingest(db, project_id, records).as_json()
+
+
+def build_router(limits: Limits) -> APIRouter:
+    """Create the API router.
+
+    Args:
+        limits: request limits (used in the OpenAPI description and checks).
+
+    Returns:
+        The router with every ``/v1`` endpoint and ``/healthz``.
+    """
+    router = APIRouter()
+
+    @router.get("/healthz", tags=["ops"])
+    def healthz(db: DB) -> dict[str, Any]:
+        """Liveness and database check (no key needed)."""
+        with db.read() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return {"status": "ok"}
+
+    @router.post(
+        "/v1/ingest",
+        tags=["ingest"],
+        response_model=IngestOut,
+        responses={413: {"description": "body or batch too large; split it"}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "description": (
+                    "A JSON array of call and feedback records (schema 1), usually sent "
+                    "with `Content-Encoding: gzip`. Each record is validated on its own: "
+                    "invalid ones get `status: error` in the result, the rest are stored."
+                ),
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "array",
+                            "maxItems": limits.max_batch_records,
+                            "items": {"type": "object"},
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def ingest_endpoint(request: Request, principal: IngestKey, db: DB) -> JSONResponse:
+        """Store a batch of records; idempotent on record id; one result per record."""
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limits.max_ingest_bytes:
+                raise TooLarge(limits.max_ingest_bytes)
+            chunks.append(chunk)
+        encoding = request.headers.get("content-encoding", "").strip().lower()
+        body = await run_in_threadpool(
+            _ingest_sync, db, principal.project_id, b"".join(chunks), encoding, limits
+        )
+        logger.info(
+            "ingest",
+            extra={
+                "project": principal.project,
+                "batch_id": request.headers.get("x-batch-id"),
+                "accepted": body["accepted"],
+                "duplicates": body["duplicates"],
+                "errors": body["errors"],
+            },
+        )
+        return JSONResponse(body)
+
+    @router.post("/v1/feedback", tags=["ingest"], response_model=FeedbackOut)
+    def feedback_endpoint(body: FeedbackIn, principal: IngestKey, db: DB) -> FeedbackOut:
+        """Give feedback by logos id or provider response id; idempotent on `id`."""
+        fid = body.id or _ids.new_id()
+        record = {
+            "schema": 1,
+            "type": "feedback",
+            "id": fid,
+            "ts": body.ts or _records.format_ts(time.time()),
+            "target": body.target,
+            "outcome": body.outcome,
+            "score": body.score,
+            "comment": body.comment,
+            "metadata": body.metadata,
+        }
+        res = ingest(db, principal.project_id, [record]).results[0]
+        if res["status"] == "error":
+            raise ApiError(409 if "another project" in res["error"] else 422, res["error"])
+        with db.read() as conn:
+            call_id = conn.execute(
+                sa.select(feedback.c.call_id).where(
+                    feedback.c.id == fid, feedback.c.project_id == principal.project_id
+                )
+            ).scalar()
+        return FeedbackOut(id=fid, status=res["status"], call_id=call_id)
+
+    @router.get(
+        "/v1/config",
+        tags=["config"],
+        responses={
+            200: {"description": "The routing config (the router's schema)."},
+            304: {"description": "Unchanged since the ETag sent in If-None-Match."},
+        },
+    )
+    def config_endpoint(request: Request, principal: IngestKey, db: DB) -> Response:
+        """The project's A/B routing config; send If-None-Match to get 304 when unchanged."""
+        config, etag = _routes_store.get_config(db, principal.project_id)
+        headers = {"ETag": etag, "Cache-Control": "no-cache"}
+        sent = request.headers.get("if-none-match", "")
+        tags = {t.strip().removeprefix("W/") for t in sent.split(",")}
+        if etag in tags or "*" in tags:
+            return Response(status_code=304, headers=headers)
+        return JSONResponse(config, headers=headers)
+
+    @router.get("/v1/routes", tags=["routes"])
+    def list_routes(principal: AdminKey, db: DB) -> dict[str, Any]:
+        """Every route of the project by name."""
+        return {"routes": _routes_store.list_routes(db, principal.project_id)}
+
+    @router.get("/v1/routes/{route}", tags=["routes"])
+    def get_route(route: RouteName, principal: AdminKey, db: DB) -> dict[str, Any]:
+        """One route, in the router's schema."""
+        found = _routes_store.get_route(db, principal.project_id, route)
+        if found is None:
+            raise ApiError(404, f"no route named {route!r} in this project")
+        return found
+
+    @router.put("/v1/routes/{route}", tags=["routes"])
+    def put_route(
+        route: RouteName,
+        body: Annotated[dict[str, Any], Body(description="The route, in the router's schema.")],
+        principal: AdminKey,
+        db: DB,
+        response: Response,
+    ) -> dict[str, Any]:
+        """Create or replace a route (validated like the client does); bumps the config version."""
+        try:
+            stored, version, created = _routes_store.put_route(
+                db, principal.project_id, route, body
+            )
+        except ConfigError as exc:
+            raise ApiError(422, str(exc), "invalid_route", details=exc.errors) from None
+        response.status_code = 201 if created else 200
+        return {"name": route, "route": stored, "version": version, "created": created}
+
+    @router.delete("/v1/routes/{route}", tags=["routes"], status_code=204)
+    def delete_route(route: RouteName, principal: AdminKey, db: DB) -> Response:
+        """Delete a route; bumps the config version."""
+        if _routes_store.delete_route(db, principal.project_id, route) is None:
+            raise ApiError(404, f"no route named {route!r} in this project")
+        return Response(status_code=204)
+
+    @router.get("/v1/routes/{route}/stats", tags=["routes"])
+    def route_stats(
+        route: RouteName, principal: AdminKey, db: DB, since: Since = None, until: Until = None
+    ) -> dict[str, Any]:
+        """Per-variant calls, feedback and success rates (Wilson 95 %), errors, latency, cost."""
+        rows = _queries.stats_rows(
+            db,
+            principal.project_id,
+            route,
+            _time_param("since", since),
+            _time_param("until", until),
+        )
+        table = _prices.effective_table(db, principal.project_id)
+        variants = _stats.variant_stats(rows, lambda m: _prices.lookup(table, m))
+        return {"route": route, "variants": variants}
+
+    @router.get("/v1/datasets", tags=["datasets"])
+    def datasets(principal: AdminKey, db: DB) -> dict[str, Any]:
+        """The project's datasets with call counts and time range."""
+        return {"datasets": _queries.list_datasets(db, principal.project_id)}
+
+    def _filter(
+        name: str,
+        since: str | None,
+        until: str | None,
+        outcome: str | None,
+        variant: str | None,
+        model: str | None,
+        min_score: float | None,
+    ) -> _queries.CallFilter:
+        return _queries.CallFilter(
+            dataset=name,
+            since=_time_param("since", since),
+            until=_time_param("until", until),
+            outcome=outcome,
+            variant=variant,
+            model=model,
+            min_score=min_score,
+        )
+
+    @router.get("/v1/datasets/{name}/calls", tags=["datasets"])
+    def dataset_calls(
+        name: DatasetName,
+        principal: AdminKey,
+        db: DB,
+        since: Since = None,
+        until: Until = None,
+        outcome: Outcome = None,
+        variant: Text = None,
+        model: Text = None,
+        min_score: MinScore = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, Query(max_length=1024)] = None,
+    ) -> dict[str, Any]:
+        """A page of the dataset's calls, oldest first; pass `next_cursor` for the next."""
+        f = _filter(name, since, until, outcome, variant, model, min_score)
+        try:
+            return _queries.list_calls(db, principal.project_id, f, cursor, limit)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+
+    @router.get(
+        "/v1/datasets/{name}/export",
+        tags=["datasets"],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"application/x-ndjson": {}}}},
+    )
+    def dataset_export(
+        name: DatasetName,
+        principal: AdminKey,
+        db: DB,
+        format: Literal["raw", "openai-chat"] = "raw",
+        outcome: Outcome = None,
+        min_score: MinScore = None,
+        since: Since = None,
+        until: Until = None,
+        variant: Text = None,
+        model: Text = None,
+    ) -> StreamingResponse:
+        """Streamed JSONL: raw records, or OpenAI chat fine-tuning examples (with tools)."""
+        f = _filter(name, since, until, outcome, variant, model, min_score)
+        return StreamingResponse(
+            _queries.export_stream(db, principal.project_id, f, format),
+            media_type="application/x-ndjson",
+        )
+
+    @router.get("/v1/prices", tags=["prices"])
+    def get_prices(principal: AdminKey, db: DB) -> dict[str, Any]:
+        """The model price table (USD per million tokens): defaults plus this project's."""
+        table = _prices.effective_table(db, principal.project_id)
+        return {
+            "prices": {
+                m: {"input_per_mtok": p[0], "output_per_mtok": p[1]}
+                for m, p in sorted(table.items())
+            }
+        }
+
+    @router.put("/v1/prices/{model:path}", tags=["prices"])
+    def put_price(
+        model: Annotated[str, Path(min_length=1, max_length=256)],
+        body: PriceIn,
+        principal: AdminKey,
+        db: DB,
+    ) -> dict[str, Any]:
+        """Set this project's price for a model (or a model-name prefix)."""
+        _prices.set_price(
+            db, principal.project_id, model, body.input_per_mtok, body.output_per_mtok
+        )
+        return {"model": model, **body.model_dump()}
+
+    @router.delete("/v1/prices/{model:path}", tags=["prices"], status_code=204)
+    def delete_price(
+        model: Annotated[str, Path(min_length=1, max_length=256)], principal: AdminKey, db: DB
+    ) -> Response:
+        """Remove this project's own price for a model (the default applies again)."""
+        if not _prices.delete_price(db, principal.project_id, model):
+            raise ApiError(404, f"this project has no own price for {model!r}")
+        return Response(status_code=204)
+
+    return router

@@ -1,0 +1,126 @@
+"""Engine setup for SQLite (default, WAL) and PostgreSQL (psycopg 3).
+
+SQLite: one file, WAL journal so readers never block the writer, and
+``BEGIN IMMEDIATE`` for write transactions so two writers queue on the
+busy timeout instead of failing with "database is locked" when a read lock
+is upgraded.  Inside one process writes also take a lock, which is cheaper
+than SQLite's sleep-and-retry busy handler.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+DEFAULT_DATABASE_URL = "sqlite:///logos.db"
+
+
+def normalise_url(url: str) -> str:
+    """Map the URL forms users type onto the drivers the server ships with.
+
+    Args:
+        url: ``sqlite:///path.db``, ``postgresql://…`` or ``postgresql+psycopg://…``.
+
+    Returns:
+        The URL with an explicit psycopg 3 driver for PostgreSQL.
+
+    Raises:
+        ValueError: for a backend other than SQLite or PostgreSQL.
+    """
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain) :]
+    if url.startswith(("sqlite:", "postgresql+psycopg:")):
+        return url
+    raise ValueError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = sa.create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 30.0}, pool_size=8
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take over transaction control from the sqlite3 module so that
+        # BEGIN IMMEDIATE below is the statement that opens the transaction.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("logos_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Database:
+    """A SQLAlchemy engine plus the read / write transaction helpers.
+
+    Args:
+        url: database URL (see :func:`normalise_url`).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = normalise_url(url)
+        if self.url.startswith("sqlite"):
+            self.engine = _sqlite_engine(self.url)
+        else:
+            self.engine = sa.create_engine(
+                self.url, pool_size=10, max_overflow=20, pool_pre_ping=True
+            )
+        self.dialect: str = self.engine.dialect.name
+        self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """Open a write transaction; commit on success, roll back on error.
+
+        Yields:
+            The connection, inside the transaction.
+        """
+        lock = self._write_lock if self._write_lock is not None else nullcontext()
+        with lock, self.engine.connect() as conn:
+            conn = conn.execution_options(logos_write=True)
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """Open a connection for reads (rolled back on close).
+
+        Yields:
+            The connection.
+        """
+        with self.engine.connect() as conn:
+            yield conn
+
+    def insert(self, table: sa.Table) -> Any:
+        """Return a dialect-specific INSERT that supports ``on_conflict_do_nothing``.
+
+        Args:
+            table: the table to insert into.
+
+        Returns:
+            An insert construct of the SQLite or PostgreSQL dialect.
+        """
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()

@@ -1,0 +1,205 @@
+"""Pydantic models of the wire records (DESIGN.md "Records") and API bodies.
+
+Top-level record fields are closed (``extra="forbid"``): an unknown field is
+an error, not silently dropped.  Provider-shaped sub-objects (``usage``,
+``sdk``, ``stream``, ``error``) type-check the fields the schema names and
+keep any extra ones, because SDKs grow such fields between releases.
+Strings that land in indexed columns refuse NUL and lone surrogates, which
+PostgreSQL cannot store.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+
+def _clean(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid UTF-8 text") from None
+    return value
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number")
+    return value
+
+
+def parse_ts(value: str) -> float:
+    """Parse an ISO-8601 timestamp (``Z`` or an offset) to epoch seconds.
+
+    Args:
+        value: e.g. ``"2026-11-23T21:00:00.123Z"``.
+
+    Returns:
+        Seconds since the epoch.
+
+    Raises:
+        ValueError: when the text is not an ISO-8601 date-time.
+    """
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("must be an ISO-8601 date-time such as 2026-11-23T21:00:00.123Z") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    try:
+        return dt.timestamp()
+    except (OverflowError, OSError):
+        raise ValueError("date-time is out of range") from None
+
+
+def _schema_version(value: int) -> int:
+    if value != 1:
+        raise ValueError("unsupported schema version; this server accepts schema 1")
+    return value
+
+
+def _ts(value: str) -> str:
+    parse_ts(value)
+    return value
+
+
+SchemaVersion = Annotated[StrictInt, AfterValidator(_schema_version)]
+Name = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_clean)]
+Text = Annotated[str, Field(max_length=1_000_000), AfterValidator(_clean)]
+Timestamp = Annotated[str, Field(max_length=64), AfterValidator(_ts)]
+Number = Annotated[float, AfterValidator(_finite)]
+Count = Annotated[StrictInt, Field(ge=0, le=2**53)]
+NonNegative = Annotated[float, Field(ge=0), AfterValidator(_finite)]
+
+
+class _Closed(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class _Open(BaseModel):
+    model_config = ConfigDict(extra="allow", strict=True)
+
+
+class Usage(_Open):
+    """Token usage of a call."""
+
+    input_tokens: Count | None = None
+    output_tokens: Count | None = None
+
+
+class ErrorInfo(_Open):
+    """The error a call raised."""
+
+    type: Text
+    message: Text
+    status: StrictInt | None = None
+
+
+class StreamInfo(_Open):
+    """How a streamed call ended."""
+
+    status: Literal["completed", "partial", "error"]
+    chunks: Count = 0
+
+
+class SdkInfo(_Open):
+    """The SDK that made the call."""
+
+    name: Name
+    version: Name | None = None
+
+
+class CallRecord(_Closed):
+    """A ``call`` record."""
+
+    schema_: SchemaVersion = Field(alias="schema")
+    type: Literal["call"]
+    id: Name
+    ts: Timestamp
+    dataset: Name = "default"
+    source: Name | None = None
+    function: Text | None = None
+    input: Any = None
+    output: Any = None
+    error: ErrorInfo | None = None
+    provider: Name | None = None
+    requested_model: Name | None = None
+    served_model: Name | None = None
+    route: Name | None = None
+    variant: Name | None = None
+    fallback: StrictBool = False
+    response_id: Name | None = None
+    usage: Usage | None = None
+    latency_ms: NonNegative | None = None
+    ttft_ms: NonNegative | None = None
+    stream: StreamInfo | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    sdk: SdkInfo | None = None
+
+
+class FeedbackRecord(_Closed):
+    """A ``feedback`` record."""
+
+    schema_: SchemaVersion = Field(alias="schema")
+    type: Literal["feedback"]
+    id: Name
+    ts: Timestamp
+    target: Name
+    outcome: Literal["success", "failure", "neutral"]
+    score: Number | None = None
+    comment: Text | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class FeedbackIn(_Closed):
+    """Body of ``POST /v1/feedback``: feedback given directly to the server."""
+
+    target: Name = Field(description="A logos-shift call id or the provider's response id.")
+    outcome: Literal["success", "failure", "neutral"]
+    score: Number | None = None
+    comment: Text | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    id: Name | None = Field(
+        default=None, description="Idempotency key; a UUIDv7 is generated when absent."
+    )
+    ts: Timestamp | None = Field(default=None, description="Defaults to the time received.")
+
+
+class FeedbackOut(BaseModel):
+    """Result of ``POST /v1/feedback``."""
+
+    id: str
+    status: Literal["ok", "duplicate"]
+    call_id: str | None = Field(description="The joined call, or null while it has not arrived.")
+
+
+class PriceIn(_Closed):
+    """Body of ``PUT /v1/prices/{model}``: USD per million tokens."""
+
+    input_per_mtok: Annotated[float, Field(ge=0, le=1_000_000), AfterValidator(_finite)]
+    output_per_mtok: Annotated[float, Field(ge=0, le=1_000_000), AfterValidator(_finite)]
+
+
+class RecordResult(BaseModel):
+    """The outcome of one record of an ingest batch."""
+
+    id: str | None
+    status: Literal["ok", "duplicate", "error"]
+    error: str | None = None
+
+
+class IngestOut(BaseModel):
+    """Result of ``POST /v1/ingest``: one result per record, in order."""
+
+    results: list[RecordResult]
+    accepted: int
+    duplicates: int
+    errors: int
