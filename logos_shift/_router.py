@@ -31,8 +31,10 @@ from ._settings import default_cache_dir
 logger = logging.getLogger("logos_shift")
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
-#: Bucket cache entries before the cache is emptied (about 20 MB at most).
-_CACHE_MAX = 100_000
+#: Bucket cache size (a few MB at most).  When full, the newest entry is
+#: dropped (O(1), no pause on the call path), so the cache keeps the units
+#: seen first; a miss costs one sha256 (about 1 µs), never more.
+_CACHE_MAX = 16_384
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,9 +299,14 @@ class Router:
                 key = (route.prefix, str(unit))
                 pair = self._cache.get(key)
             if pair is None:
-                if len(self._cache) >= _CACHE_MAX:
-                    self._cache = {}
-                pair = self._cache[key] = bucket_pair(route.prefix, unit)
+                pair = bucket_pair(route.prefix, unit)
+                cache = self._cache
+                if len(cache) >= _CACHE_MAX:
+                    try:
+                        cache.popitem()
+                    except KeyError:  # emptied by another thread meanwhile
+                        pass
+                cache[key] = pair
             u, u2 = pair
         arm = assign(u, u2, route.vpct, 1.0 - route.hold_at, route.bounds)
         if arm == CONTROL:
