@@ -157,6 +157,15 @@ def _usage(inp: int, out: int) -> dict[str, Any]:
     }
 
 
+def _input(arguments: str) -> Any:
+    # Scripted arguments may be deliberately malformed JSON: the stream still sends them
+    # verbatim (so the SDK's own parse error shows), the JSON body falls back to {}.
+    try:
+        return json.loads(arguments)
+    except ValueError:
+        return {}
+
+
 def _blocks(reply: Reply) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = []
     if reply.text is not None:
@@ -167,7 +176,7 @@ def _blocks(reply: Reply) -> list[dict[str, Any]]:
                 "type": "tool_use",
                 "id": call.id,
                 "name": call.name,
-                "input": json.loads(call.arguments),
+                "input": _input(call.arguments),
             }
         )
     return blocks
@@ -234,7 +243,7 @@ def message_events(body: dict[str, Any], reply: Reply) -> list[Event]:
                 )
         else:
             add("content_block_start", {"index": index, "content_block": {**block, "input": {}}})
-            args = json.dumps(block["input"])
+            args = next(c.arguments for c in reply.tool_calls if c.id == block["id"])
             for piece in ["", *split_text(args, max(2, min(reply.chunks, len(args))))]:
                 add(
                     "content_block_delta",

@@ -28,7 +28,7 @@ from ._fake_common import (
     text_of,
 )
 
-_SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
+SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
 
 
 def error_body(status: int, model: str | None = None, message: str | None = None) -> Any:
@@ -52,7 +52,7 @@ def error_body(status: int, model: str | None = None, message: str | None = None
         kind, code = "requests", "rate_limit_exceeded"
         text = "Rate limit reached (fake provider). Please try again later."
     elif status >= 500:
-        kind, text = "server_error", _SERVER_ERROR
+        kind, text = "server_error", SERVER_ERROR
     return {"error": {"message": message or text, "type": kind, "param": None, "code": code}}
 
 
@@ -60,7 +60,7 @@ def stream_error_data(message: str | None = None) -> Any:
     """Return the ``data`` of OpenAI's mid-stream error chunk for chat completions."""
     return {
         "error": {
-            "message": message or _SERVER_ERROR,
+            "message": message or SERVER_ERROR,
             "type": "server_error",
             "param": None,
             "code": None,
@@ -77,7 +77,15 @@ def _last_chat_message(body: dict[str, Any]) -> dict[str, Any]:
     return messages[-1] if messages and isinstance(messages[-1], dict) else {}
 
 
-def _last_user_text(items: Any) -> str:
+def last_user_text(items: Any) -> str:
+    """Return the text of the last user message (or ``items`` itself when a string).
+
+    Args:
+        items: Chat ``messages`` or Responses ``input``.
+
+    Returns:
+        The text, or ``""`` when there is no user message.
+    """
     if isinstance(items, str):
         return items
     for item in reversed(items or []):
@@ -102,7 +110,7 @@ def _chosen_function(tools: list[Any], choice: Any) -> dict[str, Any] | None:
     return functions[0]
 
 
-def _plan(
+def plan_reply(
     body: dict[str, Any],
     user_text: str,
     schema: Any,
@@ -110,6 +118,19 @@ def _plan(
     text: str | None,
     tool_calls: list[dict[str, Any]] | None,
 ) -> Reply:
+    """Apply the reply rules shared by chat completions and responses.
+
+    Args:
+        body: The request JSON (``tools`` / ``tool_choice`` are read).
+        user_text: The last user message's text.
+        schema: A structured-output JSON schema, if the request asked for one.
+        tool_result_last: Whether the conversation ends with a tool result.
+        text: Scripted text.
+        tool_calls: Scripted tool calls.
+
+    Returns:
+        The reply.
+    """
     if tool_calls is not None or text is not None:
         return Reply(text=text, tool_calls=scripted_tool_calls(tool_calls or [], "call_"))
     if schema is not None:
@@ -152,11 +173,11 @@ def plan_chat(
     elif fmt.get("type") == "json_object":
         schema = {
             "type": "object",
-            "properties": {"echo": {"const": _last_user_text(body.get("messages"))}},
+            "properties": {"echo": {"const": last_user_text(body.get("messages"))}},
         }
     last_is_tool = _last_chat_message(body).get("role") == "tool"
-    return _plan(
-        body, _last_user_text(body.get("messages")), schema, last_is_tool, text, tool_calls
+    return plan_reply(
+        body, last_user_text(body.get("messages")), schema, last_is_tool, text, tool_calls
     )
 
 
@@ -270,222 +291,6 @@ def chat_events(body: dict[str, Any], reply: Reply) -> list[Event]:
         events.append((None, {**base, "choices": [], "usage": _chat_usage(body, reply, n)}))
     events.append((None, "[DONE]"))
     return events
-
-
-# ---------------------------------------------------------------------------
-# Responses
-
-
-def plan_responses(
-    body: dict[str, Any], text: str | None = None, tool_calls: list[dict[str, Any]] | None = None
-) -> Reply:
-    """Decide the reply to a Responses API request (same rules as :func:`plan_chat`).
-
-    Args:
-        body: The request JSON.
-        text: Scripted text.
-        tool_calls: Scripted tool calls.
-
-    Returns:
-        The reply.
-    """
-    fmt = (body.get("text") or {}).get("format") or {}
-    schema = (fmt.get("schema") or {"type": "object"}) if fmt.get("type") == "json_schema" else None
-    items = body.get("input")
-    last = items[-1] if isinstance(items, list) and items and isinstance(items[-1], dict) else {}
-    return _plan(
-        body,
-        _last_user_text(items),
-        schema,
-        last.get("type") == "function_call_output",
-        text,
-        tool_calls,
-    )
-
-
-def _responses_output(reply: Reply, ids: list[str]) -> list[dict[str, Any]]:
-    output: list[dict[str, Any]] = []
-    if reply.text is not None:
-        part = {"type": "output_text", "text": reply.text, "annotations": [], "logprobs": []}
-        output.append(
-            {
-                "id": ids[0],
-                "type": "message",
-                "status": "completed",
-                "role": "assistant",
-                "content": [part],
-            }
-        )
-    for k, call in enumerate(reply.tool_calls):
-        output.append(
-            {
-                "id": ids[k + 1],
-                "type": "function_call",
-                "status": "completed",
-                "call_id": call.id,
-                "name": call.name,
-                "arguments": call.arguments,
-            }
-        )
-    return output
-
-
-def _response_object(
-    body: dict[str, Any], reply: Reply, rid: str, output: list[Any] | None
-) -> dict[str, Any]:
-    done = output is not None
-    usage = None
-    if done:
-        inp = count_tokens(body.get("input")) + count_tokens(body.get("instructions") or "")
-        out = count_tokens(reply.text or "") + sum(
-            count_tokens(c.arguments) + 1 for c in reply.tool_calls
-        )
-        usage = {
-            "input_tokens": inp,
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": out,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": inp + out,
-        }
-    return {
-        "id": rid,
-        "object": "response",
-        "created_at": now(),
-        "status": "completed" if done else "in_progress",
-        "error": None,
-        "incomplete_details": None,
-        "instructions": body.get("instructions"),
-        "max_output_tokens": body.get("max_output_tokens"),
-        "model": body.get("model"),
-        "output": output or [],
-        "parallel_tool_calls": True,
-        "previous_response_id": body.get("previous_response_id"),
-        "temperature": body.get("temperature", 1.0),
-        "text": body.get("text") or {"format": {"type": "text"}},
-        "tool_choice": body.get("tool_choice", "auto"),
-        "tools": body.get("tools") or [],
-        "top_p": body.get("top_p", 1.0),
-        "metadata": body.get("metadata") or {},
-        "usage": usage,
-    }
-
-
-def _output_ids(reply: Reply) -> list[str]:
-    return [new_id("msg_")] + [new_id("fc_") for _ in reply.tool_calls]
-
-
-def responses_json(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
-    """Return a completed ``response`` object for ``reply``.
-
-    Args:
-        body: The request JSON.
-        reply: What the model says.
-
-    Returns:
-        The response JSON (id ``resp_...``).
-    """
-    return _response_object(
-        body, reply, new_id("resp_"), _responses_output(reply, _output_ids(reply))
-    )
-
-
-def responses_events(body: dict[str, Any], reply: Reply) -> list[Event]:
-    """Return the typed SSE events of a streamed Responses API call.
-
-    ``response.created`` and ``response.in_progress``, then per output item
-    ``output_item.added`` / content part / text or function-argument deltas /
-    ``.done`` events, and ``response.completed`` carrying the full response and usage.
-
-    Args:
-        body: The request JSON.
-        reply: What the model says.
-
-    Returns:
-        The events, in order (every data has ``type`` and ``sequence_number``).
-    """
-    rid, ids = new_id("resp_"), _output_ids(reply)
-    final = _responses_output(reply, ids)
-    raw: list[dict[str, Any]] = []
-    start = _response_object(body, reply, rid, None)
-    raw.append({"type": "response.created", "response": start})
-    raw.append({"type": "response.in_progress", "response": start})
-    for index, item in enumerate(final):
-        where = {"item_id": item["id"], "output_index": index}
-        if item["type"] == "message":
-            part = item["content"][0]
-            raw.append(
-                {
-                    "type": "response.output_item.added",
-                    "output_index": index,
-                    "item": {**item, "status": "in_progress", "content": []},
-                }
-            )
-            empty = {**part, "text": ""}
-            raw.append(
-                {"type": "response.content_part.added", **where, "content_index": 0, "part": empty}
-            )
-            for piece in split_text(part["text"], reply.chunks):
-                raw.append(
-                    {
-                        "type": "response.output_text.delta",
-                        **where,
-                        "content_index": 0,
-                        "delta": piece,
-                        "logprobs": [],
-                    }
-                )
-            raw.append(
-                {
-                    "type": "response.output_text.done",
-                    **where,
-                    "content_index": 0,
-                    "text": part["text"],
-                    "logprobs": [],
-                }
-            )
-            raw.append(
-                {"type": "response.content_part.done", **where, "content_index": 0, "part": part}
-            )
-        else:
-            args = item["arguments"]
-            added = {**item, "status": "in_progress", "arguments": ""}
-            raw.append({"type": "response.output_item.added", "output_index": index, "item": added})
-            for piece in split_text(args, max(2, min(reply.chunks, len(args)))):
-                raw.append(
-                    {"type": "response.function_call_arguments.delta", **where, "delta": piece}
-                )
-            raw.append(
-                {
-                    "type": "response.function_call_arguments.done",
-                    **where,
-                    "name": item["name"],
-                    "arguments": args,
-                }
-            )
-        raw.append({"type": "response.output_item.done", "output_index": index, "item": item})
-    raw.append(
-        {"type": "response.completed", "response": _response_object(body, reply, rid, final)}
-    )
-    return [(data["type"], {**data, "sequence_number": seq}) for seq, data in enumerate(raw)]
-
-
-def responses_error_event(sequence_number: int, message: str | None = None) -> Event:
-    """Return the Responses API's mid-stream ``error`` event.
-
-    Args:
-        sequence_number: The event's sequence number.
-        message: Overrides the default message.
-
-    Returns:
-        The event.
-    """
-    data = {
-        "type": "error",
-        "code": "server_error",
-        "message": message or _SERVER_ERROR,
-        "param": None,
-    }
-    return ("error", {**data, "sequence_number": sequence_number})
 
 
 # ---------------------------------------------------------------------------

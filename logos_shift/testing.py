@@ -51,7 +51,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import _fake_anthropic, _fake_openai
+from . import _fake_anthropic, _fake_openai, _fake_responses
 from ._fake_common import Event
 from ._fake_finetune import FineTuneStore
 from ._fake_server import FakeServer, Handler
@@ -505,7 +505,7 @@ class FakeProvider:
             return
         planner = {
             "chat": _fake_openai.plan_chat,
-            "responses": _fake_openai.plan_responses,
+            "responses": _fake_responses.plan_responses,
             "messages": _fake_anthropic.plan_messages,
         }[kind]
         reply = replace(
@@ -519,21 +519,21 @@ class FakeProvider:
         if not stream:
             render = {
                 "chat": _fake_openai.chat_json,
-                "responses": _fake_openai.responses_json,
+                "responses": _fake_responses.responses_json,
                 "messages": _fake_anthropic.message_json,
             }[kind]
             h.send_json(200, render(body, reply), entry.headers)
             return
         events = {
             "chat": _fake_openai.chat_events,
-            "responses": _fake_openai.responses_events,
+            "responses": _fake_responses.responses_events,
             "messages": _fake_anthropic.message_events,
         }[kind](body, reply)
         error: Event
         if kind == "chat":
             error = (None, _fake_openai.stream_error_data(entry.error_message))
         elif kind == "responses":
-            error = _fake_openai.responses_error_event(
+            error = _fake_responses.responses_error_event(
                 reply.error_after_chunks or 0, entry.error_message
             )
         else:

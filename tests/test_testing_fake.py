@@ -125,6 +125,16 @@ def test_chat_stream_without_include_usage_has_no_usage_chunk(fake_provider: Fak
     assert all(c.choices and c.usage is None for c in chunks)
 
 
+def test_provider_chunks_setting_controls_stream_length() -> None:
+    """``FakeProvider(chunks=50)`` streams exactly 50 content deltas, for benchmarks."""
+    with FakeProvider(chunks=50) as fp, oai(fp) as client:
+        fp.script(text="x" * 200)
+        chunks = list(client.chat.completions.create(model="m", messages=USER, stream=True))
+    pieces = [c.choices[0].delta.content for c in chunks[1:-1]]
+    assert len(pieces) == 50
+    assert "".join(p or "" for p in pieces) == "x" * 200
+
+
 def test_chat_stream_parallel_tool_calls_assemble_by_index(fake_provider: FakeProvider) -> None:
     """Scripted parallel tool calls stream as a header plus several argument deltas per index."""
     calls = [
@@ -189,6 +199,27 @@ def test_chat_parse_structured_output_and_strict_tool(fake_provider: FakeProvide
     assert city == City(name="fake", population=1, tags=["fake"])
     (call,) = with_tool.choices[0].message.tool_calls or []
     assert call.function.parsed_arguments == city
+
+
+def test_stop_reason_override_reaches_parse(fake_provider: FakeProvider) -> None:
+    """A scripted ``stop_reason="length"`` makes ``parse`` raise LengthFinishReasonError."""
+    fake_provider.script(text="{", stop_reason="length")
+    with oai(fake_provider) as client, pytest.raises(openai.LengthFinishReasonError):
+        client.chat.completions.parse(model="m", messages=USER, response_format=City)
+
+
+def test_chat_forced_tool_choice(fake_provider: FakeProvider) -> None:
+    """``tool_choice`` naming a function makes the fake call that function."""
+    other = {"type": "function", "function": {"name": "other", "parameters": {"type": "object"}}}
+    with oai(fake_provider) as client:
+        reply = client.chat.completions.create(
+            model="m",
+            messages=USER,
+            tools=[WEATHER_TOOL, other],  # type: ignore[list-item]
+            tool_choice={"type": "function", "function": {"name": "other"}},
+        )
+    (call,) = reply.choices[0].message.tool_calls or []
+    assert call.function.name == "other"  # type: ignore[union-attr]
 
 
 def test_chat_stream_helper_final_completion(fake_provider: FakeProvider) -> None:
@@ -377,6 +408,17 @@ def test_messages_raw_stream_cumulative_usage_and_tool_json(fake_provider: FakeP
     ]
     assert len(partial) >= 3
     assert json.loads("".join(partial)) == {"q": "long query"}
+
+
+def test_messages_stream_malformed_scripted_tool_json(fake_provider: FakeProvider) -> None:
+    """Malformed scripted tool arguments stream verbatim, so the SDK's own parse error shows."""
+    fake_provider.script(tool_calls=[{"name": "t", "arguments": '{"q" 1}'}])
+    with (
+        ant(fake_provider) as client,
+        client.messages.stream(model="c", max_tokens=9, messages=USER) as stream,
+        pytest.raises(ValueError, match="Unable to parse tool parameter JSON"),
+    ):
+        stream.until_done()
 
 
 def test_messages_stream_helpers(fake_provider: FakeProvider) -> None:
