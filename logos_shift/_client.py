@@ -179,10 +179,9 @@ class LogosShift:
         if self._closed:
             return False
         _guard.fault("enqueue")
-        wake = self._channel.put(record, size)
-        if wake:
+        if self._channel.put(record, size):
             WORKER.notify()
-        else:
+        elif WORKER.thread is None:
             WORKER.ensure_started()
         return True
 
@@ -356,7 +355,7 @@ def _serialize_size(rec: dict[str, Any]) -> tuple[Any, int]:
 
 
 def _submit(record: dict[str, Any], size: int) -> bool:
-    client = _current.get() or _default
+    client = _context._scope.get().client or _current.get() or _default
     if client is None:
         return False
     return client._enqueue(record, size)

@@ -10,23 +10,37 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True)
 class Scope:
-    """The dataset and metadata in force for captures made now."""
+    """The dataset and metadata in force for captures made now.
 
-    dataset: str | None = None
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    #: The ``module:qualname`` of the innermost decorated function, if any.
-    function: str | None = None
+    A plain ``__slots__`` class (not a dataclass): one is built per decorated
+    call, and on the hot path every hundred nanoseconds counts.  Treat it as
+    immutable.
+    """
+
+    __slots__ = ("client", "dataset", "function", "metadata")
+
+    def __init__(
+        self,
+        dataset: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        function: str | None = None,
+        client: Any = None,
+    ) -> None:
+        self.dataset = dataset
+        self.metadata: Mapping[str, Any] = metadata if metadata is not None else {}
+        #: The ``module:qualname`` of the innermost decorated function, if any.
+        self.function = function
+        #: The LogosShift instance whose decorated function is running.
+        self.client = client
 
 
 _EMPTY = Scope()
 _scope: ContextVar[Scope] = ContextVar("logos_shift_scope", default=_EMPTY)
-_last_id: ContextVar[str | None] = ContextVar("logos_shift_last_id", default=None)
+_last_id: ContextVar[str | int | None] = ContextVar("logos_shift_last_id", default=None)
 
 
 def current() -> Scope:
@@ -51,6 +65,7 @@ def push(
         dataset=dataset if dataset is not None else outer.dataset,
         metadata=merged,
         function=function if function is not None else outer.function,
+        client=outer.client,
     )
     token = _scope.set(inner)
     try:
@@ -59,8 +74,12 @@ def push(
         _scope.reset(token)
 
 
-def set_last_call_id(call_id: str) -> None:
-    """Remember the id of the call captured last in this thread or task."""
+def set_last_call_id(call_id: str | int) -> None:
+    """Remember the id of the call captured last in this thread or task.
+
+    An ``int`` (from :func:`logos_shift._ids.new_int`) is formatted only when
+    somebody asks, keeping the formatting off the hot path.
+    """
     _last_id.set(call_id)
 
 
@@ -78,4 +97,9 @@ def last_call_id() -> str | None:
         >>> logos_shift.last_call_id() is None or isinstance(logos_shift.last_call_id(), str)
         True
     """
-    return _last_id.get()
+    value = _last_id.get()
+    if type(value) is int:
+        from ._ids import format_id
+
+        return format_id(value)
+    return value  # type: ignore[return-value]

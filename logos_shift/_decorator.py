@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 METADATA_KWARG = "logos_shift_metadata"
+_SCALARS = (int, float, bool, type(None))
 _MAX_STREAM_ITEMS = 1000
 
 
@@ -78,37 +79,77 @@ class _Spec:
             out.update(kwargs)
         return out
 
+    def snapshot_arguments(
+        self, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[dict[str, Any], int]:
+        """Arguments by name, mutable values copied; plus an estimated size.
+
+        The dict is new, so only non-scalar values need copying: checking
+        the type inline is several times cheaper than a generic snapshot.
+        """
+        out = self.arguments(instance, args, kwargs)
+        size = 2
+        for k, v in out.items():
+            t = type(v)
+            if t is str:
+                size += len(v) + len(k) + 6
+            elif t in _SCALARS:
+                size += len(k) + 12
+            else:
+                copied, n = _snapshot.snapshot(v)
+                out[k] = copied
+                size += n + len(k) + 4
+        return out, size
+
 
 class _Call:
-    """One in-flight capture; finishing it submits the record exactly once."""
+    """One in-flight capture; finishing it submits the record exactly once.
 
-    __slots__ = ("client", "record", "scope", "size", "start", "submitted")
+    The record built here holds only what this call knows; the background
+    thread fills in the schema's other fields (see
+    :func:`logos_shift._serialize.complete`).  The result is kept by
+    reference and serialised on the background thread: only the *inputs*
+    are snapshotted here, because callers commonly reuse their lists.
+    """
 
-    def __init__(self, spec: _Spec, instance: Any, args: tuple[Any, ...],
-                 kwargs: dict[str, Any], extra: Mapping[str, Any] | None) -> None:  # fmt: skip
+    __slots__ = ("client", "id", "record", "scope", "size", "start", "submitted")
+
+    def __init__(
+        self,
+        spec: _Spec,
+        instance: Any,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        extra: Mapping[str, Any] | None,
+    ) -> None:
         _guard.fault("decorator.begin")
-        outer = _context.current()
+        outer = _context._scope.get()
         client = self.client = spec.client
         dataset = spec.dataset or outer.dataset or client.settings.dataset
-        meta: dict[str, Any] = dict(outer.metadata) if outer.metadata else {}
-        if spec.metadata:
-            meta.update(spec.metadata)
-        if extra:
-            meta.update(extra)
-        inputs, size = _snapshot.snapshot(spec.arguments(instance, args, kwargs))
-        if meta:
-            meta, msize = _snapshot.snapshot(meta)
-            size += msize
-        self.scope = _context.Scope(dataset=dataset, metadata=meta, function=spec.function)
+        meta: Mapping[str, Any] = outer.metadata
+        if spec.metadata or extra:
+            merged = dict(meta)
+            if spec.metadata:
+                merged.update(spec.metadata)
+            if extra:
+                merged.update(extra)
+            meta, msize = _snapshot.snapshot(merged)
+        else:
+            msize = 0
+        inputs, size = spec.snapshot_arguments(instance, args, kwargs)
+        self.scope = _context.Scope(dataset, meta, spec.function, client)
+        self.id = _ids.new_int()
         self.record: dict[str, Any] = {
-            "schema": _records.SCHEMA_VERSION, "type": "call", "id": _ids.new_id(),
-            "ts": time.time(), "dataset": dataset, "source": "function",
-            "function": spec.function, "input": inputs, "output": None, "error": None,
-            "provider": None, "requested_model": None, "served_model": None, "route": None,
-            "variant": None, "fallback": False, "response_id": None, "usage": None,
-            "latency_ms": None, "ttft_ms": None, "stream": None, "metadata": meta, "sdk": None,
-        }  # fmt: skip
-        self.size = size + 512
+            "type": "call",
+            "id": self.id,
+            "ts": time.time(),
+            "dataset": dataset,
+            "source": "function",
+            "function": spec.function,
+            "input": inputs,
+            "metadata": meta,
+        }
+        self.size = size + msize + 512
         self.submitted = False
         self.start = time.perf_counter()
 
@@ -125,18 +166,17 @@ class _Call:
         _guard.fault("decorator.finish")
         rec = self.record
         _guard.fault("clock")
-        rec["latency_ms"] = round((time.perf_counter() - self.start) * 1000.0, 3)
+        # Rounded on the background thread (see _serialize.complete).
+        rec["latency_ms"] = (time.perf_counter() - self.start) * 1000.0
         if error is not None:
             rec["error"] = _records.error_info(error)
         else:
-            out, size = _snapshot.snapshot(output)
-            rec["output"] = out
-            self.size += size
+            rec["output"] = output
         if stream is not None:
             rec["stream"] = stream
             if ttft is not None:
-                rec["ttft_ms"] = round((ttft - self.start) * 1000.0, 3)
-        _context.set_last_call_id(rec["id"])
+                rec["ttft_ms"] = (ttft - self.start) * 1000.0
+        _context._last_id.set(self.id)
         self.client._enqueue(rec, self.size)
 
 
@@ -146,18 +186,33 @@ def _begin(
     extra = kwargs.pop(METADATA_KWARG, None) if kwargs else None
     if not spec.client.settings.enabled:
         return None
-    call: _Call | None = None
-    with _guard.guard("decorator.begin"):
+    try:
         if extra is not None and not isinstance(extra, Mapping):
             extra = {"value": extra}
-        call = _Call(spec, instance, args, kwargs, extra)
-    return call
+        return _Call(spec, instance, args, kwargs, extra)
+    except Exception as exc:  # noqa: BLE001 - same rule as _guard.guard, without its cost
+        _guard.swallow("decorator.begin", exc)
+        return None
 
 
 def _finish(call: _Call | None, **kw: Any) -> None:
     if call is not None:
         with _guard.guard("decorator.finish"):
             call.finish(**kw)
+
+
+def _finish_ok(call: _Call, result: Any) -> None:
+    try:
+        call.finish(result)
+    except Exception as exc:  # noqa: BLE001 - same rule as _guard.guard, without its cost
+        _guard.swallow("decorator.finish", exc)
+
+
+def _add_id(call: _Call, result: dict[str, Any]) -> None:
+    try:
+        result["logos_shift_id"] = _ids.format_id(call.id)
+    except Exception as exc:  # noqa: BLE001 - same rule as _guard.guard
+        _guard.swallow("decorator.add_id", exc)
 
 
 def decorate(client: LogosShift, func: F, dataset: str | None,
@@ -167,6 +222,7 @@ def decorate(client: LogosShift, func: F, dataset: str | None,
     target = func.__func__ if isinstance(func, (classmethod, staticmethod)) else func
     add_id = client.settings.add_id_to_result
     scope_var = _context._scope
+    format_id = _ids.format_id
 
     if inspect.isasyncgenfunction(target):
 
@@ -197,9 +253,10 @@ def decorate(client: LogosShift, func: F, dataset: str | None,
             finally:
                 if token is not None:
                     scope_var.reset(token)
-            _finish(call, output=result)
-            if add_id and call is not None and type(result) is dict:
-                result["logos_shift_id"] = call.record["id"]
+            if call is not None:
+                _finish_ok(call, result)
+                if add_id and type(result) is dict:
+                    _add_id(call, result)
             return result
 
         return wrapt.FunctionWrapper(func, async_wrapper)  # type: ignore[return-value]
@@ -215,9 +272,13 @@ def decorate(client: LogosShift, func: F, dataset: str | None,
         finally:
             if token is not None:
                 scope_var.reset(token)
-        _finish(call, output=result)
-        if add_id and call is not None and type(result) is dict:
-            result["logos_shift_id"] = call.record["id"]
+        if call is not None:
+            try:
+                call.finish(result)
+                if add_id and type(result) is dict:
+                    result["logos_shift_id"] = format_id(call.id)
+            except Exception as exc:  # noqa: BLE001 - the rule of _guard.guard, inlined
+                _guard.swallow("decorator.finish", exc)
         return result
 
     return wrapt.FunctionWrapper(func, sync_wrapper)  # type: ignore[return-value]

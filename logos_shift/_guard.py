@@ -75,6 +75,17 @@ class guard:  # lower-case: used like a function, ``with guard("step"):``
         return True
 
 
+def swallow(step: str, exc: Exception) -> None:
+    """The rule of :class:`guard` for hand-written ``try``/``except`` blocks.
+
+    Re-raises ``exc`` under the test suite (unless it is an injected fault),
+    otherwise reports it.
+    """
+    if RAISE_INTERNAL and not isinstance(exc, InjectedFault):
+        raise exc
+    report(step)
+
+
 def report(step: str) -> None:
     """Count an internal error of ``step`` and log it, at most once a minute."""
     ERRORS[step] += 1

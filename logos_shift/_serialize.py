@@ -23,7 +23,7 @@ from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
 
-from . import _guard, _records
+from . import _guard, _ids, _records
 
 _MAX_DEPTH = 64
 _SCALARS = (str, int, bool, type(None))
@@ -158,19 +158,50 @@ def dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
 
 
+_DEFAULTS: dict[str, Any] = {"schema": _records.SCHEMA_VERSION, "fallback": False}
+
+
+def complete(record: dict[str, Any]) -> dict[str, Any]:
+    """Return the record with every schema field, in schema order.
+
+    The hot path builds records with only the fields it knows; ids may be
+    integers and ``ts`` epoch seconds: both are formatted here.  A dict
+    result that gained a ``logos_shift_id`` key for the caller is recorded
+    without it.
+    """
+    fields = _records.FEEDBACK_FIELDS if record.get("type") == "feedback" else _records.CALL_FIELDS
+    out = {f: record.get(f, _DEFAULTS.get(f)) for f in fields}
+    out["schema"] = _records.SCHEMA_VERSION
+    rid = out["id"]
+    if type(rid) is int:
+        rid = out["id"] = _ids.format_id(rid)
+    ts = out["ts"]
+    if isinstance(ts, float):
+        out["ts"] = _records.format_ts(ts)
+    if out.get("metadata") is None:
+        out["metadata"] = {}
+    for key in ("latency_ms", "ttft_ms"):
+        value = out.get(key)
+        if type(value) is float:
+            out[key] = round(value, 3)
+    if out.get("type") == "call":
+        if out["dataset"] is None:
+            out["dataset"] = _records.DEFAULT_DATASET
+        output = out["output"]
+        if type(output) is dict and output.get("logos_shift_id") == rid:
+            out["output"] = {k: v for k, v in output.items() if k != "logos_shift_id"}
+    return out
+
+
 def encode_record(record: dict[str, Any], max_bytes: int) -> bytes:
     """Serialise one record to a JSON line (without newline), capped in size.
 
-    ``ts`` given as epoch seconds is formatted here.  A record over
-    ``max_bytes`` is truncated (largest strings shortened, then long lists),
-    never dropped; ``metadata["logos_shift.truncated_bytes"]`` then holds the
-    original size.
+    A record over ``max_bytes`` is truncated (largest strings shortened, then
+    long lists), never dropped; ``metadata["logos_shift.truncated_bytes"]``
+    then holds the original size.
     """
     _guard.fault("serialize")
-    ts = record.get("ts")
-    if isinstance(ts, float):
-        record = {**record, "ts": _records.format_ts(ts)}
-    tree = to_jsonable(record)
+    tree = to_jsonable(complete(record))
     data = dumps(tree)
     if len(data) <= max_bytes:
         return data

@@ -44,11 +44,22 @@ def _copy(value: Any, size: list[int], depth: int, active: set[int]) -> Any:
         active.add(key)
         try:
             if cls is dict:
-                size[0] += 2
+                n = 2
                 d: dict[Any, Any] = {}
                 for k, v in value.items():
-                    size[0] += (len(k) if type(k) is str else 8) + 4
-                    d[k] = _copy(v, size, depth + 1, active)
+                    n += (len(k) if type(k) is str else 8) + 4
+                    vt = type(v)
+                    # Inline the common leaves: a function call per value
+                    # costs more than the copy itself.
+                    if vt is str:
+                        n += len(v) + 2
+                        d[k] = v
+                    elif vt in _SCALARS:
+                        n += 8
+                        d[k] = v
+                    else:
+                        d[k] = _copy(v, size, depth + 1, active)
+                size[0] += n
                 return d
             size[0] += 2
             items = [_copy(v, size, depth + 1, active) for v in value]

@@ -66,15 +66,18 @@ class Worker:
             self.tasks.pop(key, None)
 
     def ensure_started(self) -> None:
-        """Start the thread if it is not running in this process."""
-        t = self.thread
-        if t is not None and self.pid == os.getpid() and t.is_alive():
-            return
+        """Start the thread if it is not running in this process.
+
+        The fast path is one attribute check: the fork hook resets ``thread``
+        in children, and ``flush`` re-checks liveness, so the hot path needs
+        neither ``os.getpid()`` nor ``is_alive()``.
+        """
+        if self.thread is None:
+            self._start()
+
+    def _start(self) -> None:
         with self.lock:
-            t = self.thread
-            if t is not None and t.is_alive():
-                return
-            if self.stopping:
+            if self.thread is not None or self.stopping:
                 return
             thread = threading.Thread(target=self._run, name="logos-shift-worker", daemon=True)
             try:
@@ -162,6 +165,9 @@ class Worker:
     def _thread_usable(self) -> bool:
         t = self.thread
         if t is None or self.pid != os.getpid() or not t.is_alive():
+            with self.lock:
+                if self.thread is t:
+                    self.thread = None
             self.ensure_started()
             t = self.thread
         return t is not None and t.is_alive() and threading.current_thread() is not t
