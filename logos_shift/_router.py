@@ -18,144 +18,21 @@ import os
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from . import _breaker, _guard
-from ._bucketing import CONTROL, HOLDOUT, assign, bucket_pair, thresholds
+from ._bucketing import CONTROL, HOLDOUT, assign, bucket_pair
 from ._config_source import ConfigPoller, FileSource, ServerSource
-from ._routeconfig import BreakerConfig, RouteConfig, RouterConfig
-from ._settings import default_cache_dir
+from ._decision import Compiled, Decision, build_index, targets
+from ._routeconfig import RouterConfig
+from ._settings import Settings, default_cache_dir
 
 logger = logging.getLogger("logos_shift")
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
 #: Bucket cache size (a few MB at most).  When full, the newest entry is
 #: dropped (O(1), no pause on the call path), so the cache keeps the units
 #: seen first; a miss costs one sha256 (about 1 µs), never more.
 _CACHE_MAX = 16_384
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """What the router chose for one call.
-
-    Attributes:
-        route: the matched route's name.
-        variant: the arm's name: a variant's name, the control's name, or ``"holdout"``.
-        arm: ``"variant"``, ``"control"`` or ``"holdout"``.
-        model: the model to send; ``None`` means keep the requested one.
-        control_model: the fallback target when a variant call fails
-            (``None`` means the requested model / the original callable).
-        fallback: retry once on ``control_model`` when this variant call fails.
-        param_overrides: request parameters to override (variant only).
-        base_url: serve from this OpenAI-compatible endpoint instead (variant only).
-        api_key_env: environment variable holding that endpoint's key.
-        callable: name of the alternative callable for decorated functions.
-        reason: ``"bucket"`` (unit hashed), ``"random"`` (no unit), ``"kill_switch"``,
-            ``"breaker_open"`` (sent to control by the breaker) or ``"probe"``
-            (the breaker's half-open trial call).
-        bucket_version: the route's ``bucket_version``.
-        config_version: the config's ``version``.
-    """
-
-    route: str
-    variant: str
-    arm: str
-    model: str | None
-    control_model: str | None
-    fallback: bool = False
-    param_overrides: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
-    base_url: str | None = None
-    api_key_env: str | None = None
-    callable: str | None = None
-    reason: str = "bucket"
-    bucket_version: int = 1
-    config_version: int = 0
-
-    @property
-    def is_variant(self) -> bool:
-        """True when a variant (not control or holdout) serves the call."""
-        return self.arm == "variant"
-
-
-class _Compiled:
-    """A route turned into the few values and prebuilt decisions ``decide`` needs."""
-
-    __slots__ = (
-        "bounds",
-        "breaker",
-        "control",
-        "hold_at",
-        "holdout",
-        "keys",
-        "kill",
-        "name",
-        "prefix",
-        "unit",
-        "variants",
-        "vpct",
-    )  # fmt: skip
-
-    def __init__(self, route: RouteConfig, config_version: int) -> None:
-        self.name = route.name
-        a = route.assignment
-        self.prefix = f"{a.seed}:{a.bucket_version}:"
-        self.unit = a.unit
-        self.vpct = route.rollout.variant_pct
-        self.hold_at = 1.0 - route.rollout.holdout_pct
-        self.kill = route.kill_switch
-        self.breaker: BreakerConfig = route.breaker
-        self.bounds = thresholds([v.weight for v in route.variants])
-        self.keys = [(route.name, v.name) for v in route.variants]
-        base: dict[str, Any] = {
-            "route": route.name,
-            "control_model": route.control.model,
-            "bucket_version": a.bucket_version,
-            "config_version": config_version,
-        }
-        reasons = ("bucket", "random", "kill_switch", "breaker_open", "probe")
-        self.control = {
-            r: Decision(variant=route.control.name, arm="control", model=route.control.model,
-                        reason=r, **base)
-            for r in reasons
-        }  # fmt: skip
-        self.holdout = {
-            r: Decision(variant="holdout", arm="holdout", model=route.control.model, reason=r,
-                        **base)
-            for r in reasons
-        }  # fmt: skip
-        self.variants = [
-            {
-                r: Decision(
-                    variant=v.name, arm="variant", model=v.model, fallback=v.fallback,
-                    param_overrides=MappingProxyType(dict(v.param_overrides)),
-                    base_url=v.base_url, api_key_env=v.api_key_env, callable=v.callable,
-                    reason=r, **base,
-                )
-                for r in reasons
-            }
-            for v in route.variants
-        ]  # fmt: skip
-
-
-def _index(config: RouterConfig) -> dict[tuple[str | None, str | None], _Compiled]:
-    return {
-        (r.match.dataset, r.match.model): _Compiled(r, config.version)
-        for r in config.routes.values()
-    }
-
-
-def _targets(config: RouterConfig | None) -> set[tuple[str, str, object]]:
-    """Each variant's identity: a new model under an old name gets a fresh breaker."""
-    if config is None:
-        return set()
-    return {
-        (r.name, v.name, (v.model, v.base_url, v.callable))
-        for r in config.routes.values()
-        for v in r.variants
-    }
 
 
 class Router:
@@ -190,8 +67,8 @@ class Router:
         self._clock = clock
         self._random = rng.random if rng is not None else random.random
         self._config: RouterConfig | None = None
-        self._idx: dict[tuple[str | None, str | None], _Compiled] = {}
-        self._by_name: dict[str, _Compiled] = {}
+        self._idx: dict[tuple[str | None, str | None], Compiled] = {}
+        self._by_name: dict[str, Compiled] = {}
         self._origin: str | None = None
         self._loaded_at: float | None = None
         self._swaps = 0
@@ -216,6 +93,27 @@ class Router:
             # A local file is cheap to read: load it before the first call.
             self._due = self.source.poll_once(self._clock(), force=True)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Router:
+        """Build the router a LogosShift instance needs from its settings.
+
+        Args:
+            settings: resolved settings (``routes``, ``server_url``, ``api_key``,
+                ``state_dir``, ``refresh_seconds``, ``http_timeout``).
+
+        Returns:
+            A router; without ``routes`` or ``server_url`` it has no source and
+            ``decide`` always returns ``None``.
+        """
+        return cls(
+            routes=settings.routes,
+            server_url=settings.server_url,
+            api_key=settings.api_key,
+            state_dir=settings.state_dir,
+            refresh_seconds=settings.refresh_seconds,
+            timeout=min(settings.http_timeout, 10.0),
+        )
+
     # -- config ------------------------------------------------------------
 
     @property
@@ -234,9 +132,9 @@ class Router:
         if config is not None and config == self._config:
             self._origin = origin
             return
-        idx = _index(config) if config is not None else {}
-        old_targets = _targets(self._config)
-        new_targets = _targets(config)
+        idx = build_index(config) if config is not None else {}
+        old_targets = targets(self._config)
+        new_targets = targets(config)
         keep = {(t[0], t[1]) for t in old_targets & new_targets}
         # Readers see either the old or the new index, never a mix.
         self._idx = idx

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from typing import Any
@@ -282,3 +283,14 @@ def test_stats_reports_the_config_in_force() -> None:
     assert r.stats()["source"] is None
     assert r.next_poll_due() == float("inf")
     assert r.poll() == float("inf")
+
+
+def test_from_settings_uses_the_routes_file(tmp_path: Any) -> None:
+    """Router.from_settings wires the routes= file from resolved settings."""
+    from logos_shift._settings import resolve
+
+    path = tmp_path / "routes.json"
+    path.write_text(json.dumps({"version": 2, "routes": {"support": route(variant_pct=1.0)}}))
+    r = Router.from_settings(resolve({"routes": str(path)}))
+    assert pick(r, "support", "gpt-4o", {"user_id": "u1"}).model == "ft:mini"
+    assert Router.from_settings(resolve({})).source is None
