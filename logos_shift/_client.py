@@ -161,19 +161,12 @@ class LogosShift:
         if dataset is not None and not isinstance(dataset, str):
             raise TypeError("dataset must be a string")
         if variants is not None:
-            self._variants_for(dataset, variants)
+            _check_variants(variants)
 
         def wrap(func: F) -> F:
-            return decorate(self, func, dataset, metadata)
+            return decorate(self, func, dataset, metadata, variants)
 
         return wrap
-
-    def _variants_for(
-        self, dataset: str | None, variants: Mapping[str, Callable[..., Any]]
-    ) -> None:
-        for name, fn in variants.items():
-            if not isinstance(name, str) or not callable(fn):  # type: ignore[redundant-expr]
-                raise TypeError("variants must map names to callables")
 
     def _enqueue(self, record: dict[str, Any], size: int) -> bool:
         if self._closed:
@@ -325,10 +318,51 @@ class LogosShift:
             _current.reset(token)
 
     def _start_router(self) -> None:
-        """Hook for the router (configured by ``routes=`` or the server)."""
+        """Build the router when routes come from a file or the server.
+
+        The config is polled by the shared background thread (never on the
+        call path); a local file is read once right here so the first call is
+        already routed, and the server's last good config is loaded from disk.
+        """
+        s = self.settings
+        if s.routes is None and s.server_url is None:
+            return
+        from ._router import Router
+
+        router = Router(
+            routes=s.routes,
+            server_url=s.server_url,
+            api_key=s.api_key,
+            state_dir=s.state_dir,
+            refresh_seconds=s.refresh_seconds,
+        )
+        self._router = router
+
+        def poll(now: float) -> float:
+            due = router.poll(now)
+            return max(0.05, min(due - now, 3600.0))
+
+        WORKER.add_task(id(self), poll)
 
     def _stop_router(self) -> None:
         """Stop polling route config."""
+        if self._router is not None:
+            WORKER.remove_task(id(self))
+            with _guard.guard("router.close"):
+                self._router.close()
+
+    @property
+    def router(self) -> Any:
+        """The :class:`Router` of this instance, or ``None`` without routes."""
+        return self._router
+
+
+def _check_variants(variants: object) -> None:
+    if not isinstance(variants, Mapping):
+        raise TypeError("variants must be a mapping of names to callables")
+    for name, fn in variants.items():
+        if not isinstance(name, str) or not name or not callable(fn):
+            raise TypeError(f"variants[{name!r}] must map a non-empty name to a callable")
 
 
 def _check_target(target_id: object) -> None:

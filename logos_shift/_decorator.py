@@ -215,10 +215,17 @@ def _add_id(call: _Call, result: dict[str, Any]) -> None:
         _guard.swallow("decorator.add_id", exc)
 
 
-def decorate(client: LogosShift, func: F, dataset: str | None,
-             metadata: Mapping[str, Any] | None) -> F:  # fmt: skip
+def decorate(
+    client: LogosShift,
+    func: F,
+    dataset: str | None,
+    metadata: Mapping[str, Any] | None,
+    variants: Mapping[str, Callable[..., Any]] | None = None,
+) -> F:
     """Wrap ``func`` so each call is captured by ``client``."""
     spec = _Spec(client, func, dataset, metadata)
+    if variants:
+        return _decorate_routed(spec, func, dict(variants))
     target = func.__func__ if isinstance(func, (classmethod, staticmethod)) else func
     add_id = client.settings.add_id_to_result
     scope_var = _context._scope
@@ -381,3 +388,62 @@ async def _wrap_agen(
                 exc, value = err, None
     finally:
         _finish(call, output=col.items, error=error, stream=col.stream(status), ttft=col.first)
+
+
+def _decorate_routed(spec: _Spec, func: F, variants: dict[str, Callable[..., Any]]) -> F:
+    """Like :func:`decorate`, with A/B routing between ``func`` and ``variants``."""
+    from . import _fnroute
+
+    target = func.__func__ if isinstance(func, (classmethod, staticmethod)) else func
+    add_id = spec.client.settings.add_id_to_result
+    scope_var = _context._scope
+    if inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target):
+        raise TypeError("variants are supported for plain and async functions, not generators")
+
+    if inspect.iscoroutinefunction(target):
+
+        async def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            call = _begin(spec, instance, args, kwargs)
+            choice = _fnroute.choose(call, variants) if call is not None else None
+            token = scope_var.set(call.scope) if call is not None else None
+            try:
+                if choice is not None and call is not None:
+                    result = await _fnroute.call_async(call, choice, wrapped, args, kwargs)
+                else:
+                    result = await wrapped(*args, **kwargs)
+            except BaseException as exc:
+                _finish(call, error=exc)
+                raise
+            finally:
+                if token is not None:
+                    scope_var.reset(token)
+            if call is not None:
+                _finish_ok(call, result)
+                if add_id and type(result) is dict:
+                    _add_id(call, result)
+            return result
+
+        return wrapt.FunctionWrapper(func, async_wrapper)  # type: ignore[return-value]
+
+    def sync_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        call = _begin(spec, instance, args, kwargs)
+        choice = _fnroute.choose(call, variants) if call is not None else None
+        token = scope_var.set(call.scope) if call is not None else None
+        try:
+            if choice is not None and call is not None:
+                result = _fnroute.call_sync(call, choice, wrapped, args, kwargs)
+            else:
+                result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            _finish(call, error=exc)
+            raise
+        finally:
+            if token is not None:
+                scope_var.reset(token)
+        if call is not None:
+            _finish_ok(call, result)
+            if add_id and type(result) is dict:
+                _add_id(call, result)
+        return result
+
+    return wrapt.FunctionWrapper(func, sync_wrapper)  # type: ignore[return-value]

@@ -57,8 +57,10 @@ class Worker:
         """Run ``task(now)`` on the worker thread; it returns its next delay."""
         with self.lock:
             self.tasks[key] = (task, [0.0])
-        self.ensure_started()
-        self.wake.set()
+        # The thread still starts lazily (first capture or flush), so a
+        # pre-fork master that only configures logos_shift owns no thread.
+        if self.thread is not None:
+            self.wake.set()
 
     def remove_task(self, key: int) -> None:
         """Stop calling a periodic task."""
