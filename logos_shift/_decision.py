@@ -67,8 +67,8 @@ class Compiled:
         "bounds",
         "breaker",
         "control",
-        "hold_at",
         "holdout",
+        "hpct",
         "keys",
         "kill",
         "name",
@@ -84,7 +84,7 @@ class Compiled:
         self.prefix = f"{a.seed}:{a.bucket_version}:"
         self.unit = a.unit
         self.vpct = route.rollout.variant_pct
-        self.hold_at = 1.0 - route.rollout.holdout_pct
+        self.hpct = route.rollout.holdout_pct
         self.kill = route.kill_switch
         self.breaker: BreakerConfig = route.breaker
         self.bounds = thresholds([v.weight for v in route.variants])

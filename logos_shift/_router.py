@@ -184,7 +184,7 @@ class Router:
         if route.kill:
             return route.control["kill_switch"]
         unit = metadata.get(route.unit) if metadata else None
-        if unit is None or unit == "":
+        if unit is None or (type(unit) is str and not unit):
             reason = "random"
             u = self._random()
             u2 = self._random()
@@ -206,7 +206,7 @@ class Router:
                         pass
                 cache[key] = pair
             u, u2 = pair
-        arm = assign(u, u2, route.vpct, 1.0 - route.hold_at, route.bounds)
+        arm = assign(u, u2, route.vpct, route.hpct, route.bounds)
         if arm == CONTROL:
             return route.control[reason]
         if arm == HOLDOUT:
@@ -308,3 +308,6 @@ class Router:
 
 def _default_state_dir() -> str:
     return str(default_cache_dir())
+
+
+__all__ = ["Decision", "Router"]
