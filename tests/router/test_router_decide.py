@@ -294,3 +294,39 @@ def test_from_settings_uses_the_routes_file(tmp_path: Any) -> None:
     r = Router.from_settings(resolve({"routes": str(path)}))
     assert pick(r, "support", "gpt-4o", {"user_id": "u1"}).model == "ft:mini"
     assert Router.from_settings(resolve({})).source is None
+
+
+def test_concurrent_decisions_during_config_swaps() -> None:
+    """Threads deciding while configs are swapped always see one whole config, never an error."""
+    import threading
+
+    r = router_with({"support": route(variant_pct=1.0)})
+    configs = [
+        validate_config({"version": v, "routes": {"support": {**route(variant_pct=1.0),
+                         "variants": [{"name": "ft-1", "model": f"m{v}"}]}}})
+        for v in range(1, 6)
+    ]  # fmt: skip
+    seen: list[tuple[int, str | None]] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def worker() -> None:
+        try:
+            while not stop.is_set():
+                d = pick(r, "support", "gpt-4o", {"user_id": "u1"})
+                seen.append((d.config_version, d.model))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for _ in range(200):
+        for cfg in configs:
+            r.set_config(cfg)
+    stop.set()
+    for t in threads:
+        t.join(10)
+    assert errors == []
+    assert seen
+    assert all(model == f"m{version}" or version == 1 for version, model in seen)
