@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import struct
+import urllib.parse
 from typing import Any
 
 from ._fake_common import (
@@ -66,6 +67,30 @@ def stream_error_data(message: str | None = None) -> Any:
             "code": None,
         }
     }
+
+
+def models(path: str, fine_tuned: list[str]) -> tuple[int, Any]:
+    """Answer ``GET /v1/models`` (a few base models plus ``fine_tuned``) or ``/v1/models/{id}``.
+
+    Any id can be retrieved, as the fake serves every model name.
+
+    Args:
+        path: The request path.
+        fine_tuned: Names of the fine-tuned models produced so far.
+
+    Returns:
+        ``(200, list or model object)``.
+    """
+
+    def model(name: str) -> dict[str, Any]:
+        owner = "user-fake" if name.startswith("ft:") else "fake"
+        return {"id": name, "object": "model", "created": 0, "owned_by": owner}
+
+    name = path.removeprefix("/v1/models").strip("/")
+    if name:
+        return 200, model(urllib.parse.unquote(name))
+    names = ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small", *fine_tuned]
+    return 200, {"object": "list", "data": [model(n) for n in names]}
 
 
 # ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@ and their helpers to work offline:
 
 * OpenAI: ``POST /v1/chat/completions`` (JSON / SSE, tool calls, ``n``,
   ``stream_options.include_usage``, ``response_format`` for ``parse``),
+  ``GET /v1/models`` (base models plus fine-tuned ones; any id can be retrieved),
   ``POST /v1/responses`` (JSON / typed SSE events), ``POST /v1/embeddings``, files
   and ``fine_tuning.jobs`` (create / retrieve / list / events / cancel).
 * Anthropic: ``POST /v1/messages`` (JSON / SSE, ``tool_use``, structured output,
@@ -482,6 +483,8 @@ class FakeProvider:
             return
         if kind is None:
             result = self._finetune.handle(h.command, path, request.query, headers, raw)
+            if result is None and h.command == "GET" and path.startswith("/v1/models"):
+                result = _fake_openai.models(path, self._finetune.served_models())
             if result is None:
                 result = (
                     404,

@@ -796,10 +796,25 @@ def test_clear_and_reset(fake_provider: FakeProvider) -> None:
     assert fake_provider.errors == []
 
 
+def test_models_list_and_retrieve(fake_provider: FakeProvider) -> None:
+    """``models.list`` includes fine-tuned models and any model id can be retrieved."""
+    fake_provider.finetune_schedule(seconds_per_phase=0)
+    with oai(fake_provider) as client:
+        upload = client.files.create(file=("t.jsonl", _training_jsonl()), purpose="fine-tune")
+        job = client.fine_tuning.jobs.create(model="b", training_file=upload.id)
+        name = client.fine_tuning.jobs.retrieve(job.id).fine_tuned_model
+        listed = [m.id for m in client.models.list()]
+        retrieved = client.models.retrieve(str(name))
+    assert name in listed
+    assert "gpt-4o-mini" in listed
+    assert retrieved.id == name
+
+
 def test_unknown_path_is_404(fake_provider: FakeProvider) -> None:
     """An unknown endpoint answers 404 in OpenAI's error shape."""
-    with oai(fake_provider) as client, pytest.raises(openai.NotFoundError):
-        client.models.list()
+    with oai(fake_provider) as client, pytest.raises(openai.NotFoundError) as info:
+        client.batches.list()
+    assert "Unknown path GET /v1/batches" in info.value.message
 
 
 def test_pytest_plugin_provides_fixture(tmp_path: Any) -> None:
