@@ -30,6 +30,20 @@ Example::
         assert reply.choices[0].message.content == "Echo: hi"
         assert len(fp.requests) == 2  # the SDK retried once
 
+Scripts are consumed first-in first-out, optionally only by one path or model::
+
+    fp.script(text="Paris")                          # the next answer's text
+    fp.script(tool_calls=[{"name": "f", "arguments": {"x": 1}}])
+    fp.script(status=500, times=3)                   # three InternalServerErrors
+    fp.script(disconnect_after_chunks=3)             # the stream drops after 3 events
+    fp.script(error_after_chunks=2)                  # the provider's error event mid-stream
+    fp.script(latency=0.5, model="gpt-4o", times=None)  # every gpt-4o answer is slow
+    fp.fail_model("ft:gpt-4o-mini:fake::abc", 500)   # fails until fp.heal_model(...)
+    fp.finetune_schedule(retrieves_per_phase=1)      # jobs advance one phase per retrieve
+
+Streams split the text into ``chunks`` (default 5, ``FakeProvider(chunks=50)``)
+near-equal pieces; tool-call arguments are split over several deltas too.
+
 With pytest, enable the plugin and use the ``fake_provider`` fixture::
 
     # conftest.py
@@ -203,7 +217,11 @@ class FakeProvider:
 
     @property
     def url(self) -> str:
-        """Base URL such as ``http://127.0.0.1:54321`` (the server must be running)."""
+        """Base URL such as ``http://127.0.0.1:54321``.
+
+        Raises:
+            RuntimeError: If the server is not running.
+        """
         if self._server is None:
             raise RuntimeError("FakeProvider is not running; call start() or use `with`")
         return f"http://127.0.0.1:{self._server.server_address[1]}"
