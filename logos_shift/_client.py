@@ -13,7 +13,9 @@ import contextvars
 import hashlib
 import logging
 import numbers
+import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -329,14 +331,9 @@ class LogosShift:
             return
         from ._router import Router
 
-        router = Router(
-            routes=s.routes,
-            server_url=s.server_url,
-            api_key=s.api_key,
-            state_dir=s.state_dir,
-            refresh_seconds=s.refresh_seconds,
-        )
+        router = Router.from_settings(s)
         self._router = router
+        _routers.add(router)
 
         def poll(now: float) -> float:
             due = router.poll(now)
@@ -396,6 +393,19 @@ def _submit(record: dict[str, Any], size: int) -> bool:
 
 
 _records._submit = _submit
+
+# Routers of live instances, so a forked child drops the parent's HTTP pool.
+_routers: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _routers_after_fork() -> None:
+    for router in list(_routers):
+        with _guard.guard("router.fork"):
+            router.reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_routers_after_fork)
 
 
 def init(
