@@ -10,6 +10,9 @@ import pytest
 from logos_shift import _client, _guard
 from logos_shift._worker import WORKER
 
+# The public fake provider fixture, as users enable it in their own suites.
+pytest_plugins = ["logos_shift.testing"]
+
 
 @pytest.fixture(autouse=True)
 def _internal_errors_raise() -> Iterator[None]:
