@@ -29,6 +29,10 @@ from ._spool import Spool
 
 Redact = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
+_REPLAY_PER_TICK = 4
+_SPOOL_IDLE_CHECK = 5.0
+_RECOVER_EVERY = 60.0
+
 
 class Channel:
     """Queue + destinations + counters of one :class:`~logos_shift.LogosShift`."""
@@ -76,8 +80,8 @@ class Channel:
         self.last_success: float | None = None
         self.last_error: str | None = None
         self.sent_bytes = 0
-        self._spool_checked = 0.0
-        self._recovered = False
+        self._spool_next = 0.0  # monotonic time of the next spool replay check
+        self._recover_next = 0.0  # monotonic time of the next stale-claim sweep
 
     def reset_after_fork(self) -> None:
         """In a forked child: fresh locks and counters; the parent owns its queue."""
@@ -170,12 +174,16 @@ class Channel:
             waits.append(self.oldest_at + self.settings.flush_interval - now)
         if self.http is not None and (self.held or self.failures):
             waits.append(self.next_attempt - now)
+        if self.http is not None and self.spool is not None:
+            waits.append(max(self._spool_next, self.next_attempt) - now)
         return max(0.0, min(waits))
 
     def tick(self, now: float) -> None:
         """Drain due batches, then retry held batches and replay the spool."""
-        if not self._recovered and self.spool is not None:
-            self._recovered = True
+        if self.spool is not None and now >= self._recover_next:
+            # Also periodically: a process sharing the spool may have been
+            # killed holding claims, and this process may live for weeks.
+            self._recover_next = now + _RECOVER_EVERY
             with _guard.guard("spool.recover"):
                 self.spool.recover()
         while True:
@@ -318,6 +326,7 @@ class Channel:
         if ok:
             with self.lock:
                 self.spooled += n
+            self._spool_next = 0.0  # replay as soon as the backoff allows
             return
         size = sum(len(x) for x in lines)
         s = self.settings
@@ -354,9 +363,7 @@ class Channel:
             self._succeeded()
 
     def _spool_due(self, now: float) -> bool:
-        return self.spool is not None and now - self._spool_checked >= (
-            1.0 if self.failures else 5.0
-        )
+        return self.spool is not None and now >= self._spool_next
 
     def _past_upload_budget(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
@@ -368,10 +375,14 @@ class Channel:
             return
         if not self._spool_due(now) and not self.flush_requested:
             return
-        self._spool_checked = now
+        # An empty spool is looked at again now and then: other processes
+        # sharing it, or an earlier run of this program, may leave batches.
+        self._spool_next = now + _SPOOL_IDLE_CHECK
         # A few batches per tick keeps a recovering server from a stampede of
-        # every process replaying its whole backlog at once.
-        for _ in range(4):
+        # every process replaying its whole backlog at once.  The pace is 4
+        # batches per second, or faster with a short flush interval, so the
+        # backlog always drains several times faster than an outage grew it.
+        for _ in range(_REPLAY_PER_TICK):
             claim = None
             with _guard.guard("spool.replay"):
                 claim = spool.claim_oldest()
@@ -384,6 +395,7 @@ class Channel:
             if result is None or result.failed:
                 claim.release()
                 self._failed_result(result)
+                self._spool_next = 0.0  # the backoff alone decides the next try
                 return
             claim.done()
             with self.lock:
@@ -392,6 +404,8 @@ class Channel:
                 # counted apart so this process's identity still holds.
                 self.replay_rejected += result.rejected
             self._succeeded()
+        pace = min(1.0, 2 * self.settings.flush_interval)
+        self._spool_next = time.monotonic() + pace * random.uniform(0.8, 1.2)
 
     def spill_queue(self) -> int:
         """At the deadline: move whatever is still queued to the spool."""
