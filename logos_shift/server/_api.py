@@ -9,8 +9,9 @@ import zlib
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from logos_shift import _ids, _records
@@ -21,19 +22,37 @@ from ._app import DB, AdminKey, IngestKey, Limits, TooLarge
 from ._db import Database
 from ._errors import ApiError
 from ._ingest import ingest
-from ._models import FeedbackIn, FeedbackOut, IngestOut, PriceIn, parse_ts
+from ._models import ErrorOut, FeedbackIn, FeedbackOut, IngestOut, PriceIn, parse_ts
 from ._schema import feedback
 
 logger = logging.getLogger("logos_shift.server")
 
 RouteName = Annotated[
-    str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    str,
+    Path(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]*$",
+        description="Route name (the router's rule: letters, digits and _.:@+-).",
+    ),
 ]
 DatasetName = Annotated[str, Path(min_length=1, max_length=256)]
 Since = Annotated[
-    str | None, Query(description="ISO-8601 time or epoch seconds; calls at or after it.")
+    str | None,
+    Query(
+        max_length=64,
+        description="ISO-8601 date-time; calls at or after it.",
+        json_schema_extra={"format": "date-time"},
+    ),
 ]
-Until = Annotated[str | None, Query(description="ISO-8601 time or epoch seconds; calls before it.")]
+Until = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="ISO-8601 date-time; calls before it.",
+        json_schema_extra={"format": "date-time"},
+    ),
+]
 Outcome = Annotated[
     Literal["success", "failure", "neutral", "none"] | None,
     Query(description="Latest feedback outcome; `none` = calls without feedback."),
@@ -42,6 +61,32 @@ MinScore = Annotated[
     float | None, Query(allow_inf_nan=False, description="Latest feedback score at least this.")
 ]
 Text = Annotated[str | None, Query(min_length=1, max_length=256)]
+
+
+_allowed_query: dict[int, frozenset[str]] = {}
+
+
+def _no_unknown_query(request: Request) -> None:
+    """Refuse query parameters the endpoint does not declare (a typo is an error)."""
+    if not request.query_params:
+        return
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute):
+        return
+    allowed = _allowed_query.get(id(route))
+    if allowed is None:
+        names: set[str] = set()
+        stack = [route.dependant]
+        while stack:
+            dep = stack.pop()
+            names.update(p.alias for p in dep.query_params)
+            stack.extend(dep.dependencies)
+        allowed = frozenset(names)
+        _allowed_query[id(route)] = allowed
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        known = ", ".join(sorted(allowed)) or "none"
+        raise ApiError(400, f"unknown query parameter(s) {unknown}; this endpoint takes: {known}")
 
 
 def _reject_constant(name: str) -> None:
@@ -90,9 +135,9 @@ def _time_param(name: str, value: str | None) -> float | None:
     if value is None:
         return None
     try:
-        return float(value) if value.replace(".", "", 1).isdigit() else parse_ts(value)
-    except (ValueError, OverflowError):
-        raise ApiError(400, f"{name} must be an ISO-8601 time or epoch seconds") from None
+        return parse_ts(value)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an ISO-8601 date-time") from None
 
 
 def _ingest_sync(
@@ -111,7 +156,20 @@ def build_router(limits: Limits) -> APIRouter:
     Returns:
         The router with every ``/v1`` endpoint and ``/healthz``.
     """
-    router = APIRouter()
+    errors: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorOut, "description": text}
+        for status, text in [
+            (400, "Malformed request (bad JSON or gzip, bad parameter)"),
+            (401, "Missing, unknown or revoked API key"),
+            (403, "The key's scope does not allow this endpoint"),
+            (404, "No such route, price or path in this project"),
+            (409, "An id that belongs to another project"),
+            (413, "Body or batch too large"),
+            (415, "Unsupported Content-Encoding"),
+            (422, "Invalid body or parameter"),
+        ]
+    }
+    router = APIRouter(responses=errors, dependencies=[Depends(_no_unknown_query)])
 
     @router.get("/healthz", tags=["ops"])
     def healthz(db: DB) -> dict[str, Any]:
@@ -131,15 +189,16 @@ def build_router(limits: Limits) -> APIRouter:
                 "description": (
                     "A JSON array of call and feedback records (schema 1), usually sent "
                     "with `Content-Encoding: gzip`. Each record is validated on its own: "
-                    "invalid ones get `status: error` in the result, the rest are stored."
+                    "invalid ones get `status: error` in the result, the rest are stored. "
+                    f"At most {limits.max_batch_records} records and "
+                    f"{limits.max_ingest_bytes} bytes per request (413 above: split the batch)."
                 ),
                 "content": {
                     "application/json": {
-                        "schema": {
-                            "type": "array",
-                            "maxItems": limits.max_batch_records,
-                            "items": {"type": "object"},
-                        }
+                        # The batch limit is server configuration, answered
+                        # with 413 (the client splits), so it is not a schema
+                        # constraint.
+                        "schema": {"type": "array", "items": {"type": "object"}}
                     }
                 },
             }

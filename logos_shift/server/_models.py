@@ -72,9 +72,12 @@ def _ts(value: str) -> str:
 
 
 SchemaVersion = Annotated[StrictInt, AfterValidator(_schema_version)]
-Name = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_clean)]
-Text = Annotated[str, Field(max_length=1_000_000), AfterValidator(_clean)]
-Timestamp = Annotated[str, Field(max_length=64), AfterValidator(_ts)]
+_NO_NUL = r"^[^\x00]*$"
+Name = Annotated[str, Field(min_length=1, max_length=256, pattern=_NO_NUL), AfterValidator(_clean)]
+Text = Annotated[str, Field(max_length=1_000_000, pattern=_NO_NUL), AfterValidator(_clean)]
+Timestamp = Annotated[
+    str, Field(max_length=64, json_schema_extra={"format": "date-time"}), AfterValidator(_ts)
+]
 Number = Annotated[float, AfterValidator(_finite)]
 Count = Annotated[StrictInt, Field(ge=0, le=2**53)]
 NonNegative = Annotated[float, Field(ge=0), AfterValidator(_finite)]
@@ -186,6 +189,14 @@ class PriceIn(_Closed):
 
     input_per_mtok: Annotated[float, Field(ge=0, le=1_000_000), AfterValidator(_finite)]
     output_per_mtok: Annotated[float, Field(ge=0, le=1_000_000), AfterValidator(_finite)]
+
+
+class ErrorOut(BaseModel):
+    """The body of every error response."""
+
+    error: str = Field(description="Machine-readable code, e.g. `unauthorized`, `too_large`.")
+    message: str = Field(description="What went wrong and how to fix it.")
+    details: list[Any] | None = Field(default=None, description="Individual problems.")
 
 
 class RecordResult(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import threading
 import time
@@ -31,6 +32,10 @@ def _config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Confi
     )
 
 
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
 def run(
     database_url: str,
     host: str = "127.0.0.1",
@@ -49,6 +54,11 @@ def run(
     """
     _logging.configure(log_level)
     app = create_app(database_url, limits=limits)
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn re-raises the stop signal once it has shut down; answering
+        # it with SystemExit(0) makes a graceful stop exit with status 0.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _exit_cleanly)
     uvicorn.Server(_config(app, host, port, log_level)).run()
 
 

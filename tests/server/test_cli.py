@@ -1,0 +1,101 @@
+"""`logos-shift keys|migrate|server` against a real database and a real process."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from logos_shift.cli import main
+from logos_shift.server import Database
+from logos_shift.server._keys import authenticate
+
+
+def test_keys_create_list_revoke(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`keys create` prints a working key once; `list` never shows it; `revoke` disables it."""
+    assert (
+        main(["keys", "create", "--project", "acme", "--scope", "ingest", "--database-url", db_url])
+        == 0
+    )
+    out, err = capsys.readouterr()
+    key = out.strip()
+    assert key.startswith("lsk_")
+    assert "shown only once" in err
+    db = Database(db_url)
+    try:
+        principal = authenticate(db, key)
+        assert principal is not None
+        assert (principal.project, principal.scope) == ("acme", "ingest")
+        assert main(["keys", "list", "--database-url", db_url]) == 0
+        listing = capsys.readouterr().out
+        assert "acme\tingest" in listing
+        assert key not in listing
+        key_id = int(listing.split("\t")[0])
+        assert main(["keys", "revoke", str(key_id), "--database-url", db_url]) == 0
+        assert authenticate(db, key) is None
+        assert main(["keys", "revoke", str(key_id), "--database-url", db_url]) == 1
+    finally:
+        db.dispose()
+    bad = ["keys", "create", "--project", "", "--scope", "admin", "--database-url", db_url]
+    assert main(bad) == 2
+
+
+def test_migrate_command(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`migrate` reports the upgrade and is a no-op the second time."""
+    assert main(["migrate", "--database-url", db_url]) == 0
+    assert "0 -> 2" in capsys.readouterr().out
+    assert main(["migrate", "--database-url", db_url]) == 0
+    assert "applied: none" in capsys.readouterr().out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_server_command_serves_logs_json_and_stops_gracefully(tmp_path: Path) -> None:
+    """`logos-shift server` serves /healthz and OpenAPI, logs JSON, and exits 0 on SIGTERM."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    port = _free_port()
+    log = (tmp_path / "server.log").open("w+")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logos_shift", "server", "--port", str(port), "--database-url", url],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                r = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert proc.poll() is None, "server exited early"
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+        assert r.json() == {"status": "ok"}
+        spec = requests.get(f"http://127.0.0.1:{port}/openapi.json", timeout=5).json()
+        assert "/v1/ingest" in spec["paths"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.seek(0)
+        lines = log.read().splitlines()
+        log.close()
+    records = [json.loads(line) for line in lines]
+    assert any(
+        r["msg"] == "request" and r["path"] == "/healthz" and r["status"] == 200 for r in records
+    )
+    assert any(r["msg"] == "server stopped" for r in records)
