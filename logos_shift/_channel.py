@@ -34,6 +34,16 @@ _SPOOL_IDLE_CHECK = 5.0
 _RECOVER_EVERY = 60.0
 
 
+class _Open:
+    """How many records of one batch are still in flight (not yet counted anywhere)."""
+
+    __slots__ = ("n", "taken")
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.taken = False  # a shutdown took the batch over from a stuck upload
+
+
 class Channel:
     """Queue + destinations + counters of one :class:`~logos_shift.LogosShift`."""
 
@@ -61,6 +71,7 @@ class Channel:
         self.queued_bytes = 0
         self.inflight = 0
         self.held: deque[list[bytes]] = deque()  # failed batches when the spool is unusable
+        self.flight: tuple[list[bytes], _Open] | None = None  # own batch being uploaded
         self.held_records = 0
         self.held_bytes = 0
         self.oldest_at = 0.0
@@ -90,6 +101,8 @@ class Channel:
             self.file.reset_after_fork()
         if self.http is not None:
             self.http.reset_after_fork()
+        if self.spool is not None:
+            self.spool.reset_after_fork()
 
     # -- caller's thread -----------------------------------------------------
 
@@ -191,11 +204,13 @@ class Channel:
             batch = self._take(now, force)
             if not batch:
                 break
+            acct = _Open(len(batch))
             try:
-                self._deliver(batch)
+                self._deliver(batch, acct)
             finally:
-                with self.lock:
-                    self.inflight -= len(batch)
+                # Only a bug cuts delivery short: count its records, never
+                # leave them pending forever.
+                self._settle_rest(acct)
             now = time.monotonic()
         if self.http is not None:
             self._retry_held()
@@ -203,6 +218,34 @@ class Channel:
         with self.done:
             self.flush_requested = False
             self.done.notify_all()
+
+    def _settle(self, acct: _Open, n: int, outcome: str) -> None:
+        """Move ``n`` in-flight records of ``acct`` to sent, spooled, held or dropped.
+
+        Every record leaves ``inflight`` through here, under the lock, at the
+        moment it is counted elsewhere, so the accounting identity holds at
+        every instant, even while a shutdown takes over a stuck upload.
+        """
+        with self.lock:
+            n = min(n, acct.n)
+            if n <= 0:
+                return
+            acct.n -= n
+            self.inflight -= n
+            if outcome == "sent":
+                self.sent += n
+            elif outcome == "spooled":
+                self.spooled += n
+            elif outcome == "held":
+                self.held_records += n
+            else:
+                self.dropped[outcome] += n
+
+    def _settle_rest(self, acct: _Open) -> None:
+        with self.lock:
+            if acct.taken:
+                return
+        self._settle(acct, acct.n, "internal_error")
 
     def _take(self, now: float, force: bool) -> list[tuple[dict[str, Any], int]]:
         s = self.settings
@@ -223,7 +266,7 @@ class Channel:
             self.oldest_at = now
             return batch
 
-    def _encode(self, batch: list[tuple[dict[str, Any], int]]) -> list[bytes]:
+    def _encode(self, batch: list[tuple[dict[str, Any], int]], acct: _Open) -> list[bytes]:
         s = self.settings
         lines: list[bytes] = []
         for record, _ in batch:
@@ -235,19 +278,17 @@ class Channel:
                 if self.redact is not None and rec is not None:
                     rec = self.redact(dict(rec))
                 if rec is None:
-                    with self.lock:
-                        self.dropped["redacted"] += 1
+                    self._settle(acct, 1, "redacted")
                     continue
                 line = _serialize.encode_record(rec, s.max_record_bytes)
             if line is None:
-                with self.lock:
-                    self.dropped["serialize_error"] += 1
+                self._settle(acct, 1, "serialize_error")
             else:
                 lines.append(line)
         return lines
 
-    def _deliver(self, batch: list[tuple[dict[str, Any], int]]) -> None:
-        lines = self._encode(batch)
+    def _deliver(self, batch: list[tuple[dict[str, Any], int]], acct: _Open) -> None:
+        lines = self._encode(batch, acct)
         if not lines:
             return
         n = len(lines)
@@ -260,38 +301,47 @@ class Channel:
                 ok = True
             if not ok:
                 if self.http is None:
-                    with self.lock:
-                        self.dropped["file_error"] += n
+                    self._settle(acct, n, "file_error")
                     return
                 self.local_copy_errors += 1
         if self.http is None:
-            with self.lock:
-                self.sent += n
+            self._settle(acct, n, "sent")
             return
-        self._upload(lines)
+        self._upload(lines, acct)
 
-    def _upload(self, lines: list[bytes]) -> None:
-        now = time.monotonic()
-        if now < self.next_attempt:
-            self._spill(lines)
-            return
+    def _send(self, lines: list[bytes], acct: _Open) -> tuple[SendResult | None, bool]:
+        """Upload an own batch; ``(result, taken)``, taken if a shutdown spooled it meanwhile."""
+        with self.lock:
+            self.flight = (lines, acct)
         result: SendResult | None = None
-        with _guard.guard("upload"):
-            assert self.http is not None
-            result = self.http.send(lines, self.deadline)
+        try:
+            with _guard.guard("upload"):
+                assert self.http is not None
+                result = self.http.send(lines, self.deadline)
+        finally:
+            with self.lock:
+                taken = self.flight is None
+                self.flight = None
+        return result, taken
+
+    def _upload(self, lines: list[bytes], acct: _Open) -> None:
+        if time.monotonic() < self.next_attempt or self._past_upload_budget():
+            self._spill(lines, acct)
+            return
+        result, taken = self._send(lines, acct)
+        if taken:
+            return
         if result is None:  # the uploader itself failed: treat like a failed attempt
             self._failed(None, "internal error")
-            self._spill(lines)
+            self._spill(lines, acct)
             return
-        with self.lock:
-            self.sent += result.sent
-            if result.rejected:
-                self.dropped["rejected"] += result.rejected
+        self._settle(acct, result.sent, "sent")
+        self._settle(acct, result.rejected, "rejected")
         if result.sent:
             self.sent_bytes += sum(len(x) for x in lines)
         if result.failed:
             self._failed(result.retry_after, result.error)
-            self._spill(result.failed)
+            self._spill(result.failed, acct)
         else:
             self._succeeded()
 
@@ -317,50 +367,70 @@ class Channel:
         else:
             self._failed(result.retry_after, result.error)
 
-    def _spill(self, lines: list[bytes]) -> None:
+    def _spill(self, lines: list[bytes], acct: _Open) -> None:
+        """Spool a failed batch; hold it in memory if the spool is unusable."""
         n = len(lines)
         ok = False
         if self.spool is not None:
             with _guard.guard("spool"):
                 ok = self.spool.write(lines)
         if ok:
-            with self.lock:
-                self.spooled += n
+            self._settle(acct, n, "spooled")
+            self._count_evictions()
             self._spool_next = 0.0  # replay as soon as the backoff allows
             return
         size = sum(len(x) for x in lines)
         s = self.settings
         with self.lock:
-            if (
+            keep = (
                 self.deadline is None
                 and self.held_bytes + self.queued_bytes + size <= s.max_queue_bytes
                 and self.held_records + len(self.queue) + n <= s.max_queue_items
-            ):
+            )
+            if keep:
                 self.held.append(lines)
-                self.held_records += n
                 self.held_bytes += size
-            else:
-                self.dropped["spool_unavailable"] += n
+        self._settle(acct, n, "held" if keep else "spool_unavailable")
+
+    def _count_evictions(self) -> None:
+        """Records of ours the spool deleted to respect its caps are dropped, not spooled."""
+        assert self.spool is not None
+        evicted = self.spool.take_own_evictions()
+        if evicted:
+            with self.lock:
+                for reason, n in evicted.items():
+                    self.spooled -= n
+                    self.dropped[reason] += n
 
     def _retry_held(self) -> None:
         while (
             self.held and time.monotonic() >= self.next_attempt and not self._past_upload_budget()
         ):
-            lines = self.held[0]
-            result: SendResult | None = None
-            with _guard.guard("upload"):
-                assert self.http is not None
-                result = self.http.send(lines, self.deadline)
-            if result is None or result.failed:
-                self._failed_result(result)
-                return
             with self.lock:
-                self.held.popleft()
-                self.held_records -= len(lines)
+                if not self.held:
+                    return
+                lines = self.held.popleft()
+                n = len(lines)
+                self.held_records -= n
                 self.held_bytes -= sum(len(x) for x in lines)
-                self.sent += result.sent
-                self.dropped["rejected"] += result.rejected
-            self._succeeded()
+                self.inflight += n
+            acct = _Open(n)
+            try:
+                result, taken = self._send(lines, acct)
+                if taken:
+                    return
+                if result is None or result.failed:
+                    self._failed_result(result)
+                    with self.lock:
+                        self.held.appendleft(lines)
+                        self.held_bytes += sum(len(x) for x in lines)
+                    self._settle(acct, n, "held")
+                    return
+                self._settle(acct, result.sent, "sent")
+                self._settle(acct, result.rejected, "rejected")
+                self._succeeded()
+            finally:
+                self._settle_rest(acct)
 
     def _spool_due(self, now: float) -> bool:
         return self.spool is not None and now >= self._spool_next
@@ -408,32 +478,45 @@ class Channel:
         self._spool_next = time.monotonic() + pace * random.uniform(0.8, 1.2)
 
     def spill_queue(self) -> int:
-        """At the deadline: move whatever is still queued to the spool."""
+        """At the deadline: move everything still in memory to the spool.
+
+        That is the queue, the held batches and the batch a stuck upload is
+        holding (the worker drops its late result); called on the closing
+        thread while the worker may still be blocked in a request.
+        """
         with self.lock:
             items = list(self.queue)
             self.queue.clear()
             self.queued_bytes = 0
             self.inflight += len(items)
+            flight, self.flight = self.flight, None
+            if flight is not None:
+                flight[1].taken = True
+        acct = _Open(len(items))
         try:
+            if flight is not None:
+                self._spill(*flight)
             if items:
-                lines = self._encode(items)
-                if self.file is not None:
+                lines = self._encode(items, acct)
+                if self.file is not None and lines:
                     with _guard.guard("file_sink"):
                         self.file.write(lines)
                 if self.http is None:
-                    with self.lock:
-                        self.sent += len(lines)
+                    self._settle(acct, len(lines), "sent")
                 else:
-                    self._spill(lines)
-            while self.held:
-                lines = self.held.popleft()
+                    self._spill(lines, acct)
+            while True:
                 with self.lock:
-                    self.held_records -= len(lines)
+                    if not self.held:
+                        break
+                    lines = self.held.popleft()
+                    n = len(lines)
+                    self.held_records -= n
                     self.held_bytes -= sum(len(x) for x in lines)
-                self._spill(lines)
+                    self.inflight += n
+                self._spill(lines, _Open(n))
         finally:
-            with self.lock:
-                self.inflight -= len(items)
+            self._settle_rest(acct)
         return len(items)
 
     def close(self) -> None:

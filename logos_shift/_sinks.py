@@ -98,6 +98,7 @@ class HttpSink:
         self.api_key = api_key
         self.timeout = timeout
         self._session: Any = None
+        self._closed = False
 
     def _get_session(self) -> Any:
         if self._session is None:
@@ -156,6 +157,9 @@ class HttpSink:
         read_timeout = self.timeout
         if deadline is not None:
             read_timeout = max(0.05, min(read_timeout, deadline - time.monotonic()))
+        if self._closed:
+            # A stuck upload may outlive shutdown: never reopen a pool then.
+            return None, None, b"", "closed"
         try:
             resp = self._get_session().post(
                 self.url, data=body, headers=headers, timeout=(min(3.0, read_timeout), read_timeout)
@@ -170,6 +174,7 @@ class HttpSink:
 
     def close(self) -> None:
         """Close pooled connections."""
+        self._closed = True
         if self._session is not None:
             session, self._session = self._session, None
             session.close()
@@ -177,6 +182,7 @@ class HttpSink:
     def reset_after_fork(self) -> None:
         """Drop the parent's connection pool: sockets must not be shared."""
         self._session = None
+        self._closed = False
 
 
 def _rejected_in(body: bytes) -> int:

@@ -8,7 +8,7 @@ by renaming it to ``<name>.<pid>.inflight`` (atomic, so exactly one claimant
 wins), deleted once the server has it, and renamed back if the upload fails.
 A claim left behind by a dead process is released after a grace period.
 
-Names are ``<created_ms>-<pid>-<rand>-<records>.jsonl.gz`` so the oldest batch
+Names are ``<created_ms>-<pid>-<writer>-<rand>-<records>.jsonl.gz`` so the oldest batch
 sorts first and the record count is known without opening the file.
 """
 
@@ -17,8 +17,10 @@ from __future__ import annotations
 import gzip
 import os
 import random
+import threading
 import time
 import zlib
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,8 @@ _STALE_CLAIM_S = 60.0
 
 
 def _pid_alive(pid: int) -> bool:
+    if pid <= 0:  # os.kill(0 or -1, ...) would ask about whole process groups
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -69,6 +73,7 @@ class SpoolStats:
     write_errors: int = 0
     evicted_records: int = 0
     corrupt_files: int = 0
+    too_big: int = 0
 
 
 class Spool:
@@ -82,6 +87,23 @@ class Spool:
         self.stats = SpoolStats()
         self._unavailable_until = 0.0
         self._prepared = False
+        self.reset_after_fork()
+
+    def reset_after_fork(self) -> None:
+        """A new writer identity: a forked child must not claim the parent's evictions."""
+        # Names carry the writer's pid and a random token, so evictions of
+        # this writer's own batches (to be counted as drops by the channel)
+        # are told apart from other processes' and earlier runs'.
+        self._lock = threading.Lock()
+        self._token = f"{random.getrandbits(32):08x}"
+        self._own_prefix = f"-{os.getpid()}-{self._token}-"
+        self._own_evicted: Counter[str] = Counter()
+
+    def take_own_evictions(self) -> Counter[str]:
+        """Records of this writer's batches evicted since the last call, by reason."""
+        with self._lock:
+            out, self._own_evicted = self._own_evicted, Counter()
+        return out
 
     # -- writing -------------------------------------------------------------
 
@@ -93,16 +115,21 @@ class Spool:
         """Persist one batch durably; False if the disk refused it."""
         if not lines or not self.available():
             return False
+        payload = gzip.compress(b"\n".join(lines) + b"\n", compresslevel=1)
+        if len(payload) > self.max_bytes:
+            # Could never fit: keep it in memory rather than empty the spool.
+            self.stats.too_big += 1
+            return False
         tmp: Path | None = None
         try:
             _guard.fault("spool")
             self._prepare()
-            self._enforce_caps(extra_files=1)
-            stamp = f"{time.time_ns() // 1_000_000:013d}-{os.getpid()}"
-            name = f"{stamp}-{random.getrandbits(32):08x}-{len(lines)}{_SUFFIX}"
+            with self._lock:  # the closing thread may spill alongside the worker
+                self._enforce_caps(extra_files=1, extra_bytes=len(payload))
+            stamp = f"{time.time_ns() // 1_000_000:013d}{self._own_prefix}"
+            name = f"{stamp}{random.getrandbits(32):08x}-{len(lines)}{_SUFFIX}"
             final = self.dir / name
             tmp = self.dir / (name + ".tmp")
-            payload = gzip.compress(b"\n".join(lines) + b"\n", compresslevel=1)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 view = memoryview(payload)
@@ -149,7 +176,7 @@ class Spool:
     def _ready(self) -> list[Path]:
         try:
             names = sorted(e.name for e in os.scandir(self.dir) if e.name.endswith(_SUFFIX))
-        except FileNotFoundError:
+        except OSError:  # missing, not a directory, not readable: nothing to replay
             return []
         return [self.dir / n for n in names]
 
@@ -172,6 +199,8 @@ class Spool:
                 os.rename(path, claimed)
             except FileNotFoundError:
                 continue  # another process won this one
+            except OSError:
+                return None  # a read-only spool: its batches cannot be claimed
             try:
                 data = gzip.decompress(claimed.read_bytes())
             except (OSError, EOFError, zlib.error):
@@ -197,7 +226,7 @@ class Spool:
         now = time.time()
         try:
             entries = list(os.scandir(self.dir))
-        except FileNotFoundError:
+        except OSError:
             return 0
         for e in entries:
             try:
@@ -218,7 +247,7 @@ class Spool:
                         pass
         return released
 
-    def _enforce_caps(self, extra_files: int = 0) -> None:
+    def _enforce_caps(self, extra_files: int = 0, extra_bytes: int = 0) -> None:
         files = self._ready()
         now = time.time()
         sizes: list[tuple[Path, int, float]] = []
@@ -233,11 +262,14 @@ class Spool:
         for p, size, mtime in sizes:  # oldest first
             too_old = now - mtime > self.max_age
             too_many = count + extra_files > self.max_files
-            too_big = total > self.max_bytes
+            too_big = total + extra_bytes > self.max_bytes
             if not (too_old or too_many or too_big):
                 break
             if _unlink(p):
-                self.stats.evicted_records += _records_in(p.name)
+                n = _records_in(p.name)
+                self.stats.evicted_records += n
+                if self._own_prefix in p.name:
+                    self._own_evicted["spool_expired" if too_old else "spool_full"] += n
                 total -= size
                 count -= 1
 

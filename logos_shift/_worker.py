@@ -147,13 +147,19 @@ class Worker:
     def close(self, channel: Channel, timeout: float) -> bool:
         """Final flush: upload until 60% of ``timeout``, then spool the rest."""
         start = time.monotonic()
-        channel.deadline = start + 0.6 * max(0.0, timeout)
+        timeout = max(0.0, timeout)
+        channel.deadline = start + 0.6 * timeout
         ok = self.flush(channel, 0.6 * timeout)
         if not ok:
+            with channel.lock:
+                channel.closed = True  # later captures are counted, not stranded
+            # Spills the queue, the held batches and the batch of an upload
+            # that is stuck (a black-holed server): the worker's late result
+            # for it is ignored.
             with _guard.guard("close.spill"):
                 channel.spill_queue()
-            # The in-flight batch (if any) is bounded by channel.deadline; wait
-            # for it to land in the spool within what is left of the timeout.
+            # A batch the worker is still encoding goes straight to the spool
+            # (the upload budget is spent); wait for it within the timeout.
             end = start + timeout
             while channel.inflight and time.monotonic() < end:
                 time.sleep(0.01)
