@@ -1,0 +1,54 @@
+"""Rollout simulation: decision rates and feedback samples to a decision per scenario.
+
+Runs the real rollout engine (``logos_shift.server._rollout``) on simulated
+hourly batches of 1,000 feedback events split by the stage's share, with the
+default policy (margin 5 points, alpha 0.05, N* 1000, 100 feedback per arm per
+stage, one hour per stage at least).
+
+    python benchmarks/bench_rollout_sim.py [--runs 400] [--margin 0.05]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from logos_shift.server._rollout_sim import simulate
+from logos_shift.server._rollout_types import Policy
+
+SCENARIOS = [
+    ("10 points worse", 0.85, 0.75, {}),
+    ("equal", 0.85, 0.85, {}),
+    ("better (+5)", 0.85, 0.90, {}),
+    ("at the margin (-5)", 0.85, 0.80, {"max_steps": 60}),
+    ("beyond the margin (-7)", 0.85, 0.78, {}),
+    ("errors 10% vs 1%", 0.85, 0.85, {"variant_error_rate": 0.10}),
+]
+
+
+def main() -> None:
+    """Print one table row per scenario."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=400)
+    ap.add_argument("--margin", type=float, default=0.05)
+    args = ap.parse_args()
+    policy = Policy(margin=args.margin)
+    print(
+        f"policy: margin={policy.margin} alpha={policy.alpha} N*={policy.seq_tuning_n} "
+        f"min_per_arm={policy.min_per_arm} stages={list(policy.stages)}; runs={args.runs}"
+    )
+    head = (f"{'scenario':<24}{'promote':>9}{'rollback':>9}{'undec.':>8}"
+            f"{'var med':>9}{'var p90':>9}{'all med':>9}{'all p90':>9}{'s':>6}")  # fmt: skip
+    print(head)
+    for name, pc, pv, kw in SCENARIOS:
+        t = time.perf_counter()
+        s = simulate(pc, pv, policy, runs=args.runs, seed=11, **kw).summary()
+        print(
+            f"{name:<24}{s['promote']:>9.1%}{s['rollback']:>9.1%}{s['undecided']:>8.1%}"
+            f"{s['variant_median']:>9.0f}{s['variant_p90']:>9.0f}"
+            f"{s['total_median']:>9.0f}{s['total_p90']:>9.0f}{time.perf_counter() - t:>6.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
