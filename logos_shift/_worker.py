@@ -212,12 +212,7 @@ class Worker:
             return
         self.exit_registered = True
         atexit.register(_exit_flush)
-        try:
-            from multiprocessing import util
-
-            util.Finalize(None, _exit_flush, exitpriority=100)
-        except Exception:  # noqa: BLE001 - multiprocessing may be unavailable
-            _guard.report("worker.finalize")
+        _register_finalizer()
 
     def after_fork_in_child(self) -> None:
         """Fresh thread state in a child; channels keep their settings."""
@@ -233,11 +228,31 @@ class Worker:
 
 
 WORKER = Worker()
+_afterfork_hooked = False
 
 
 def _exit_flush() -> None:
     with _guard.guard("exit_flush"):
         WORKER.shutdown_all()
+
+
+def _register_finalizer(_: object = None) -> None:
+    """Exit flush for multiprocessing children, which leave through ``os._exit``.
+
+    A multiprocessing child clears the finalisers it inherited *after* the
+    ``os.register_at_fork`` hooks ran, so the finaliser is registered again
+    from multiprocessing's own after-fork hook.
+    """
+    global _afterfork_hooked
+    try:
+        from multiprocessing import util
+
+        util.Finalize(None, _exit_flush, exitpriority=100)
+        if not _afterfork_hooked:  # the hook is inherited by every descendant
+            _afterfork_hooked = True
+            util.register_after_fork(WORKER, _register_finalizer)
+    except Exception:  # noqa: BLE001 - multiprocessing may be unavailable
+        _guard.report("worker.finalize")
 
 
 def _after_fork() -> None:
