@@ -291,23 +291,31 @@ class Channel:
         lines = self._encode(batch, acct)
         if not lines:
             return
-        n = len(lines)
         if self.memory is not None:
             self.memory.extend(lines)
+        if self._write_local(lines, acct):
+            self._upload(lines, acct)
+
+    def _write_local(self, lines: list[bytes], acct: _Open) -> bool:
+        """Write the local copy; True if the batch still has to be uploaded."""
+        n = len(lines)
         if self.file is not None:
             ok = False
             with _guard.guard("file_sink"):
-                self.file.write(lines)
-                ok = True
+                try:
+                    self.file.write(lines)
+                    ok = True
+                except OSError:  # a full or vanished disk is weather, not a bug
+                    _guard.report("file_sink.write")
             if not ok:
                 if self.http is None:
                     self._settle(acct, n, "file_error")
-                    return
+                    return False
                 self.local_copy_errors += 1
         if self.http is None:
             self._settle(acct, n, "sent")
-            return
-        self._upload(lines, acct)
+            return False
+        return True
 
     def _send(self, lines: list[bytes], acct: _Open) -> tuple[SendResult | None, bool]:
         """Upload an own batch; ``(result, taken)``, taken if a shutdown spooled it meanwhile."""
@@ -498,12 +506,9 @@ class Channel:
                 self._spill(*flight)
             if items:
                 lines = self._encode(items, acct)
-                if self.file is not None and lines:
-                    with _guard.guard("file_sink"):
-                        self.file.write(lines)
-                if self.http is None:
-                    self._settle(acct, len(lines), "sent")
-                else:
+                if self.memory is not None:
+                    self.memory.extend(lines)
+                if lines and self._write_local(lines, acct):
                     self._spill(lines, acct)
             while True:
                 with self.lock:
