@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import zlib
 from typing import Annotated, Any, Literal
 
+import pydantic_core
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -89,10 +89,6 @@ def _no_unknown_query(request: Request) -> None:
         raise ApiError(400, f"unknown query parameter(s) {unknown}; this endpoint takes: {known}")
 
 
-def _reject_constant(name: str) -> None:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _gunzip(data: bytes, limit: int) -> bytes:
     out = bytearray()
     rest = data
@@ -116,8 +112,10 @@ def _decode_batch(raw: bytes, encoding: str, limits: Limits) -> list[dict[str, A
     elif encoding not in ("", "identity"):
         raise ApiError(415, f"unsupported Content-Encoding {encoding!r}; use gzip or none")
     try:
-        data = json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
+        # jiter (pydantic-core) parses ~3x faster than json.loads; NaN and
+        # Infinity are refused because they are not JSON.
+        data = pydantic_core.from_json(raw, allow_inf_nan=False)
+    except ValueError as exc:
         raise ApiError(400, f"body is not valid JSON: {exc}") from None
     if not isinstance(data, list):
         raise ApiError(400, "body must be a JSON array of records")

@@ -28,7 +28,13 @@ def cmd_server(args: argparse.Namespace) -> int:
     """
     from ._serve import run
 
-    run(args.database_url, host=args.host, port=args.port, log_level=args.log_level)
+    run(
+        args.database_url,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        workers=args.workers,
+    )
     return 0
 
 

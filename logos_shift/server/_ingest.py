@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pydantic_core
 import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
@@ -76,7 +77,11 @@ def describe(exc: ValidationError) -> str:
 
 
 def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    try:
+        # The Rust serialiser is ~4x faster than json.dumps on large records.
+        return pydantic_core.to_json(obj).decode("utf-8")
+    except (ValueError, UnicodeError):  # lone surrogates: let json escape them
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
 
 
 def _call_row(project_id: int, rec: CallRecord, raw: dict[str, Any], now: float) -> dict[str, Any]:
@@ -199,16 +204,37 @@ def _insert(
     rows = [(i, row) for i, row in rows if out.results[i]["status"] == "ok"]
     if not rows:
         return
-    inserted: set[str] = set()
-    for chunk in _chunks(rows):
-        stmt = db.insert(table).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
-        result = conn.execute(stmt, [row for _, row in chunk])
-        inserted.update(str(r[0]) for r in result)
-    missed = [row["id"] for _, row in rows if row["id"] not in inserted]
     owners: dict[str, int] = {}
-    for chunk in _chunks(missed):
-        query = sa.select(table.c.id, table.c.project_id).where(table.c.id.in_(chunk))
-        owners.update({str(r[0]): int(r[1]) for r in conn.execute(query)})
+    inserted: set[str] = set()
+    if db.dialect == "sqlite":
+        # The write transaction holds SQLite's only write lock, so no other
+        # writer can insert between this check and the insert below; a plain
+        # executemany is several times faster than INSERT … RETURNING.
+        for chunk in _chunks([row["id"] for _, row in rows]):
+            query = sa.select(table.c.id, table.c.project_id).where(table.c.id.in_(chunk))
+            owners.update({str(r[0]): int(r[1]) for r in conn.execute(query)})
+        fresh = [row for _, row in rows if row["id"] not in owners]
+        if fresh:
+            # Straight to the driver: SQLAlchemy's per-row bind processing
+            # costs more than the insert itself here.
+            cols = [c.name for c in table.columns]
+            sql = (
+                f"INSERT INTO {table.name} ({', '.join(cols)}) "
+                f"VALUES ({', '.join('?' for _ in cols)})"
+            )
+            conn.exec_driver_sql(sql, [tuple(row[c] for c in cols) for row in fresh])
+        inserted = {row["id"] for row in fresh}
+    else:
+        for chunk in _chunks(rows):
+            stmt = (
+                db.insert(table).on_conflict_do_nothing(index_elements=["id"]).returning(table.c.id)
+            )
+            result = conn.execute(stmt, [row for _, row in chunk])
+            inserted.update(str(r[0]) for r in result)
+        missed = [row["id"] for _, row in rows if row["id"] not in inserted]
+        for chunk in _chunks(missed):
+            query = sa.select(table.c.id, table.c.project_id).where(table.c.id.in_(chunk))
+            owners.update({str(r[0]): int(r[1]) for r in conn.execute(query)})
     for i, row in rows:
         if row["id"] in inserted:
             continue

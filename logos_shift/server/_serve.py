@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import threading
@@ -15,6 +16,12 @@ from fastapi import FastAPI
 
 from . import _logging
 from ._app import Limits, create_app
+from ._db import Database
+from ._migrations import migrate
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Config:
@@ -32,8 +39,18 @@ def _config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Confi
     )
 
 
-def _exit_cleanly(_signum: int, _frame: object) -> None:
-    raise SystemExit(0)
+_ENV_URL = "LOGOS_SHIFT_SERVER_DATABASE_URL"
+_ENV_LOG = "LOGOS_SHIFT_SERVER_LOG_LEVEL"
+
+
+def app_from_env() -> FastAPI:
+    """Build the app in a uvicorn worker process (``--workers`` > 1).
+
+    Returns:
+        The app for the database named by the parent (schema already migrated).
+    """
+    _logging.configure(os.environ.get(_ENV_LOG, "info"))
+    return create_app(os.environ[_ENV_URL], run_migrations=False)
 
 
 def run(
@@ -42,6 +59,7 @@ def run(
     port: int = 8600,
     log_level: str = "info",
     limits: Limits | None = None,
+    workers: int = 1,
 ) -> None:
     """Run the server in the foreground until SIGINT/SIGTERM (graceful shutdown).
 
@@ -50,15 +68,37 @@ def run(
         host: interface to bind.
         port: TCP port.
         log_level: minimum log level.
-        limits: request limits.
+        limits: request limits (single-process mode only).
+        workers: uvicorn worker processes; more than 1 uses every core for
+            JSON parsing and validation (SQLite still has one writer at a time).
     """
     _logging.configure(log_level)
-    app = create_app(database_url, limits=limits)
     if threading.current_thread() is threading.main_thread():
         # uvicorn re-raises the stop signal once it has shut down; answering
         # it with SystemExit(0) makes a graceful stop exit with status 0.
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, _exit_cleanly)
+    if workers > 1:
+        db = Database(database_url)
+        try:
+            migrate(db)
+        finally:
+            db.dispose()
+        os.environ[_ENV_URL] = database_url
+        os.environ[_ENV_LOG] = log_level
+        uvicorn.run(
+            "logos_shift.server._serve:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=None,
+            access_log=False,
+            log_level=log_level,
+            timeout_graceful_shutdown=30,
+        )
+        return
+    app = create_app(database_url, limits=limits)
     uvicorn.Server(_config(app, host, port, log_level)).run()
 
 

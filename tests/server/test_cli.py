@@ -62,16 +62,15 @@ def _free_port() -> int:
         return port
 
 
-def test_server_command_serves_logs_json_and_stops_gracefully(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_server_command_serves_logs_json_and_stops_gracefully(tmp_path: Path, workers: int) -> None:
     """`logos-shift server` serves /healthz and OpenAPI, logs JSON, and exits 0 on SIGTERM."""
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     port = _free_port()
     log = (tmp_path / "server.log").open("w+")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "logos_shift", "server", "--port", str(port), "--database-url", url],
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
+    argv = [sys.executable, "-m", "logos_shift", "server", "--port", str(port)]
+    argv += ["--database-url", url, "--workers", str(workers)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log)
     try:
         deadline = time.monotonic() + 30
         while True:
