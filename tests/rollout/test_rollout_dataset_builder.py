@@ -121,9 +121,23 @@ def test_tools_and_tool_calls_preserved() -> None:
     for i in range(12):
         rec = _call(i)
         rec["input"]["tools"] = tools
-        rec["output"] = {"choices": [{"message": {"role": "assistant", "content": None,
-            "tool_calls": [{"id": f"t{i}", "type": "function",
-                            "function": {"name": "f", "arguments": "{}"}}]}}]}  # fmt: skip
+        rec["output"] = {
+            "choices": [
+                {
+                    "message": {
+                        "role": "assistant",
+                        "content": None,
+                        "tool_calls": [
+                            {
+                                "id": f"t{i}",
+                                "type": "function",
+                                "function": {"name": "f", "arguments": "{}"},
+                            }
+                        ],
+                    }
+                }
+            ]
+        }
         calls.append(rec)
     ds = db.build(calls, _ok(12), db.DatasetSpec(test_frac=0, validation_frac=0))
     line = json.loads(ds.jsonl().decode().splitlines()[0])
@@ -138,8 +152,9 @@ def test_validate_example_rules() -> None:
     probs = db.validate_example({"messages": [{"role": "user", "content": "x", "foo": 1}]}, 100)
     assert any("unrecognised keys" in p for p in probs)
     assert "no assistant message" in probs
-    big = {"messages": [{"role": "user", "content": "x" * 1000},
-                        {"role": "assistant", "content": "y"}]}  # fmt: skip
+    big = {
+        "messages": [{"role": "user", "content": "x" * 1000}, {"role": "assistant", "content": "y"}]
+    }
     assert any("over the limit" in p for p in db.validate_example(big, 100))
 
 
@@ -147,11 +162,27 @@ def test_feedback_by_call_joins_by_response_id_latest_wins() -> None:
     """Feedback targeting a provider response id joins its call; the latest verdict wins."""
     recs = [
         _call(1),
-        {"type": "feedback", "id": "f1", "ts": "2026-11-23T10:00:00.000Z",
-         "target": "chatcmpl-1", "outcome": "failure"},
-        {"type": "feedback", "id": "f2", "ts": "2026-11-23T11:00:00.000Z",
-         "target": "c1", "outcome": "success", "score": 1.0},
-        {"type": "feedback", "id": "f3", "ts": "2026-11-23T11:00:00.000Z",
-         "target": "unknown", "outcome": "success"},
-    ]  # fmt: skip
+        {
+            "type": "feedback",
+            "id": "f1",
+            "ts": "2026-11-23T10:00:00.000Z",
+            "target": "chatcmpl-1",
+            "outcome": "failure",
+        },
+        {
+            "type": "feedback",
+            "id": "f2",
+            "ts": "2026-11-23T11:00:00.000Z",
+            "target": "c1",
+            "outcome": "success",
+            "score": 1.0,
+        },
+        {
+            "type": "feedback",
+            "id": "f3",
+            "ts": "2026-11-23T11:00:00.000Z",
+            "target": "unknown",
+            "outcome": "success",
+        },
+    ]
     assert db.feedback_by_call(recs) == {"c1": {"outcome": "success", "score": 1.0}}

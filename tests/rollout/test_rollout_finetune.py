@@ -25,12 +25,19 @@ def test_full_job_lifecycle(fake_provider: FakeProvider) -> None:
     try:
         file_id = backend.upload(LINE * 12, "train.jsonl")
         assert fake_provider.file_content(file_id) == LINE * 12
-        job = backend.create_job("gpt-4o-mini", file_id, suffix="support", seed=1,
-                                 metadata={"route": "support"})  # fmt: skip
+        job = backend.create_job(
+            "gpt-4o-mini", file_id, suffix="support", seed=1, metadata={"route": "support"}
+        )
         assert job.status == JobStatus.PENDING
         seen: list[tuple[str, int]] = []
-        done = ft.wait(backend, job.id, 30, lambda j, ev: seen.append((j.provider_status, len(ev))),
-                       initial_poll_s=0.0, sleep=lambda s: None)  # fmt: skip
+        done = ft.wait(
+            backend,
+            job.id,
+            30,
+            lambda j, ev: seen.append((j.provider_status, len(ev))),
+            initial_poll_s=0.0,
+            sleep=lambda s: None,
+        )
     finally:
         backend.close()
     assert done.status == JobStatus.SUCCEEDED
@@ -44,8 +51,9 @@ def test_full_job_lifecycle(fake_provider: FakeProvider) -> None:
 
 def test_failed_job_reports_why(fake_provider: FakeProvider) -> None:
     """A job the provider fails ends FAILED with the provider's error message."""
-    fake_provider.finetune_schedule(seconds_per_phase=0, outcome="failed",
-                                    error={"code": "boom", "message": "GPU on fire"})  # fmt: skip
+    fake_provider.finetune_schedule(
+        seconds_per_phase=0, outcome="failed", error={"code": "boom", "message": "GPU on fire"}
+    )
     backend = _backend(fake_provider)
     try:
         job = backend.create_job("gpt-4o-mini", backend.upload(LINE * 12, "t.jsonl"))

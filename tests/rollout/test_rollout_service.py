@@ -1,0 +1,213 @@
+"""End-to-end tests of fine-tune + rollout through the real server, fake provider and SQLite."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from conftest import Server, call, feedback
+
+from logos_shift.testing import FakeProvider
+
+POLICY = {"stages": [0.1, 0.5, 1.0], "min_per_arm": 20, "min_stage_s": 0, "margin": 0.1}
+
+
+def _seed_dataset(server: Server, n: int = 40) -> None:
+    calls = [call(f"question {i}", f"Echo: question {i}") for i in range(n)]
+    server.ingest(calls + [feedback(c["id"], "success") for c in calls])
+
+
+def _start(server: Server, fp: FakeProvider, **extra: Any) -> dict[str, Any]:
+    fp.finetune_schedule(seconds_per_phase=0)
+    body = {
+        "dataset": "support",
+        "base_model": "gpt-4o-mini",
+        "backend_url": fp.openai_base_url,
+        "backend_api_key": "k",
+        "policy": POLICY,
+        **extra,
+    }
+    r = server.post("/v1/finetune", body)
+    assert r.status_code == 202, r.text
+    assert server.service.wait_idle(30)
+    return dict(r.json())
+
+
+def _traffic(
+    server: Server,
+    variant: str,
+    n: int,
+    success: float,
+    control_ok: float = 0.9,
+    n_control: int = 0,
+) -> None:
+    recs = []
+    for arm, rate, count in ((variant, success, n), ("control", control_ok, n_control or n)):
+        for i in range(count):
+            c = call(f"q{i}", "a", route="support", variant=arm)
+            recs += [c, feedback(c["id"], "success" if i < rate * count else "failure")]
+    server.ingest(recs)
+
+
+def _config_route(server: Server) -> dict[str, Any]:
+    r = server.get("/v1/config", key=server.ingest_key)
+    assert r.status_code == 200
+    return dict(r.json()["routes"]["support"])
+
+
+def test_finetune_starts_canary_and_serves_config(
+    server: Server, fake_provider: FakeProvider
+) -> None:
+    """A successful job creates the route's variant at the first stage and lists every event."""
+    _seed_dataset(server)
+    started = _start(server, fake_provider)
+    assert started["dataset"]["train"] >= 10
+    status = server.get("/v1/routes/support/rollout").json()
+    assert status["state"]["status"] == "canary"
+    model = status["state"]["variant_model"]
+    assert model in fake_provider.fine_tuned_models()
+    actions = [e["action"] for e in status["events"]]
+    assert actions[0] == "training_started"
+    assert "job_status" in actions
+    assert actions[-1] == "start_canary"
+    route = _config_route(server)
+    assert route["variants"][0]["model"] == model
+    assert route["rollout"]["variant_pct"] == 0.1
+    assert route["control"]["model"] == "gpt-4o"
+
+
+def test_rollout_advances_and_promotes(server: Server, fake_provider: FakeProvider) -> None:
+    """Equal-quality evidence advances stage by stage and promotion sets the variant to 100 %."""
+    _seed_dataset(server)
+    _start(server, fake_provider)
+    variant = _config_route(server)["variants"][0]["name"]
+    assert server.post("/v1/routes/support/rollout/evaluate").json()["action"] == "hold"
+    _traffic(server, variant, 30, 0.9, n_control=270)
+    d = server.post("/v1/routes/support/rollout/evaluate").json()
+    assert d["action"] == "advance", d
+    assert _config_route(server)["rollout"]["variant_pct"] == 0.5
+    _traffic(server, variant, 400, 1.0, control_ok=1.0)
+    d = server.post("/v1/routes/support/rollout/evaluate").json()
+    assert d["action"] == "promote", d
+    assert d["numbers"]["non_inferiority"]["lower"] > -0.1
+    assert _config_route(server)["rollout"]["variant_pct"] == 1.0
+
+
+def test_bad_variant_rolls_back_and_notifies(
+    server: Server, fake_provider: FakeProvider, webhook: Any
+) -> None:
+    """A much worse variant is rolled back: config share 0, buckets re-drawn, webhook retried."""
+    _seed_dataset(server)
+    _start(server, fake_provider, webhook_url=webhook.url)
+    route = _config_route(server)
+    _traffic(server, route["variants"][0]["name"], 200, 0.4, n_control=1800)
+    d = server.post("/v1/routes/support/rollout/evaluate").json()
+    assert d["action"] == "rollback"
+    assert d["numbers"]["feedback_diff"]["upper"] < -0.1
+    after = _config_route(server)
+    assert after["rollout"]["variant_pct"] == 0.0
+    assert after["assignment"]["bucket_version"] == route["assignment"]["bucket_version"] + 1
+    assert server.service.wait_idle(10)
+    assert [e["action"] for e in webhook.events][-1] == "rollback"
+    assert webhook.attempts == len(webhook.events) + 1
+    events = server.get("/v1/routes/support/rollout").json()["events"]
+    assert events[-1]["reasons"][0].startswith("feedback success worse")
+
+
+def test_manual_actions_over_http(server: Server, fake_provider: FakeProvider) -> None:
+    """pause / resume / promote / rollback apply; an inapplicable action is a 409."""
+    _seed_dataset(server)
+    _start(server, fake_provider)
+    assert server.post("/v1/routes/support/rollout/pause").json()["state"]["status"] == "paused"
+    assert server.post("/v1/routes/support/rollout/evaluate").json()["action"] == "hold"
+    assert server.post("/v1/routes/support/rollout/resume").json()["state"]["status"] == "canary"
+    r = server.post("/v1/routes/support/rollout/resume")
+    assert r.status_code == 409
+    assert "cannot resume" in r.json()["message"]
+    assert server.post("/v1/routes/support/rollout/promote").json()["action"] == "promote"
+    assert _config_route(server)["rollout"]["variant_pct"] == 1.0
+    assert server.post("/v1/routes/support/rollout/rollback").json()["action"] == "rollback"
+    assert _config_route(server)["rollout"]["variant_pct"] == 0.0
+    assert server.post("/v1/routes/nothing/rollout/pause").status_code == 404
+    assert server.post("/v1/routes/support/rollout/explode").status_code == 422
+
+
+def test_small_dataset_is_rejected_without_a_job(
+    server: Server, fake_provider: FakeProvider
+) -> None:
+    """Too few examples gives a 422 naming the counts; no file or job reaches the provider."""
+    _seed_dataset(server, n=5)
+    r = server.post(
+        "/v1/finetune",
+        {"dataset": "support", "base_model": "m", "backend_url": fake_provider.openai_base_url},
+    )
+    assert r.status_code == 422
+    assert r.json()["error"] == "invalid_dataset"
+    assert "only" in r.json()["message"]
+    assert not [q for q in fake_provider.requests if "fine_tuning" in q.path or "files" in q.path]
+    assert server.get("/v1/routes/support/rollout").status_code == 404
+
+
+def test_unreachable_backend_leaves_route_on_control(server: Server) -> None:
+    """A backend nobody listens on gives a 502 saying why; the route gets no variant."""
+    _seed_dataset(server)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    r = server.post(
+        "/v1/finetune",
+        {
+            "dataset": "support",
+            "base_model": "m",
+            "backend_url": f"http://127.0.0.1:{port}/v1",
+            "backend_api_key": "k",
+        },
+    )
+    assert r.status_code == 502
+    assert "route stays on control" in r.json()["message"]
+    status = server.get("/v1/routes/support/rollout").json()
+    assert status["state"]["status"] == "failed"
+    assert "cannot reach" in status["state"]["reason"]
+    assert "support" not in server.get("/v1/config", key=server.ingest_key).json()["routes"]
+
+
+def test_failed_job_leaves_route_on_control(server: Server, fake_provider: FakeProvider) -> None:
+    """A job the provider fails ends 'failed' with its error; no route is changed."""
+    _seed_dataset(server)
+    fake_provider.finetune_schedule(
+        seconds_per_phase=0, outcome="failed", error={"code": "oom", "message": "out of memory"}
+    )
+    r = server.post(
+        "/v1/finetune",
+        {"dataset": "support", "base_model": "m", "backend_url": fake_provider.openai_base_url},
+    )
+    assert r.status_code == 202
+    assert server.service.wait_idle(30)
+    status = server.get("/v1/routes/support/rollout").json()
+    assert status["state"]["status"] == "failed"
+    assert "oom: out of memory" in status["state"]["reason"]
+    assert "support" not in server.get("/v1/config", key=server.ingest_key).json()["routes"]
+
+
+def test_second_finetune_while_active_conflicts(
+    server: Server, fake_provider: FakeProvider
+) -> None:
+    """Starting a fine-tune on a route whose rollout is in progress is a 409."""
+    _seed_dataset(server)
+    _start(server, fake_provider)
+    r = server.post(
+        "/v1/finetune",
+        {"dataset": "support", "base_model": "m", "backend_url": fake_provider.openai_base_url},
+    )
+    assert r.status_code == 409
+
+
+def test_offline_eval_gates_the_canary(server: Server, fake_provider: FakeProvider) -> None:
+    """With offline_eval on, the fine-tuned model answers the test split and the judge gates it."""
+    _seed_dataset(server, n=80)
+    _start(server, fake_provider, policy={**POLICY, "offline_eval": True, "offline_eval_gate": 0.9})
+    status = server.get("/v1/routes/support/rollout").json()
+    actions = [e["action"] for e in status["events"]]
+    assert "start_eval" in actions
+    assert status["state"]["status"] == "canary", status["events"][-1]
+    assert status["events"][-1]["numbers"]["rate"] == 1.0
