@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, Security
@@ -197,11 +199,17 @@ AdminKey = Annotated[Principal, Depends(require("admin"))]
 DB = Annotated[Database, Depends(get_db)]
 
 
+#: Modules of this package that add endpoints when present: each has
+#: ``install(app) -> service``; ``service.close()`` runs at shutdown.
+EXTENSIONS: tuple[str, ...] = ("_rollout_api",)
+
+
 def create_app(
     database: str | Database = "sqlite:///logos.db",
     *,
     limits: Limits | None = None,
     run_migrations: bool = True,
+    extensions: bool = True,
 ) -> FastAPI:
     """Create the Logos server application.
 
@@ -210,6 +218,8 @@ def create_app(
             :class:`Database` (the caller owns it).
         limits: request limits (defaults: :class:`Limits`).
         run_migrations: upgrade the schema in place before serving.
+        extensions: install the optional endpoint modules of :data:`EXTENSIONS`
+            (fine-tuning and rollout) that are present.
 
     Returns:
         The FastAPI app; ``app.state.db`` is the database.
@@ -229,6 +239,10 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         logger.info("server started", extra={"database": db.engine.url.render_as_string()})
         yield
+        for service in installed:
+            close = getattr(service, "close", None)
+            if callable(close):
+                close()
         logger.info("server stopped")
         if owned:
             db.dispose()
@@ -243,5 +257,12 @@ def create_app(
     app.state.limits = limits
     install(app)
     app.include_router(_api.build_router(limits))
+    installed: list[object] = []
+    if extensions:
+        here = Path(__file__).parent
+        for name in EXTENSIONS:
+            if (here / f"{name}.py").exists():
+                module = importlib.import_module(f".{name}", __package__)
+                installed.append(module.install(app))
     app.add_middleware(Guard, limits=limits)
     return app

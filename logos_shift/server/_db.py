@@ -84,6 +84,8 @@ class Database:
             )
         self.dialect: str = self.engine.dialect.name
         self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        #: project id -> (config version, config, ETag); see ``_routes_store``.
+        self.config_cache: dict[int, tuple[int, dict[str, Any], str]] = {}
 
     @contextmanager
     def write(self) -> Iterator[Connection]:

@@ -10,6 +10,7 @@ Every change bumps the project's ``config_version``.
 from __future__ import annotations
 
 import hashlib
+import copy
 import json
 import time
 from typing import Any
@@ -54,11 +55,22 @@ def get_config(db: Database, project_id: int) -> tuple[dict[str, Any], str]:
     Returns:
         ``(config, etag)``; the config is exactly ``validate_config(...).to_json()``.
     """
+    cache = db.config_cache
     with db.read() as conn:
+        version = conn.execute(
+            sa.select(projects.c.config_version).where(projects.c.id == project_id)
+        ).scalar_one()
+        cached = cache.get(project_id)
+        # Every route change bumps the version, so an equal version means an
+        # equal config: polls (mostly 304s) skip loading and re-validating.
+        if cached is not None and cached[0] == version:
+            return copy.deepcopy(cached[1]), cached[2]
         version, bodies = _load(conn, project_id)
     config = validate_config({"version": version, "routes": bodies}).to_json()
     digest = hashlib.sha256(_canonical(config).encode()).hexdigest()[:32]
-    return config, f'"{digest}"'
+    etag = f'"{digest}"'
+    cache[project_id] = (version, copy.deepcopy(config), etag)
+    return config, etag
 
 
 def list_routes(db: Database, project_id: int) -> dict[str, Any]:

@@ -96,8 +96,8 @@ class Keys:
 
 @pytest.fixture
 def app(db: Database) -> Any:
-    """The FastAPI app on the test database (migrated)."""
-    return create_app(db)
+    """The FastAPI app on the test database (migrated), without the rollout extension."""
+    return create_app(db, extensions=False)
 
 
 @pytest.fixture

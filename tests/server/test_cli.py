@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 import requests
+import sqlalchemy as sa
 
 from logos_shift.cli import main
 from logos_shift.server import Database
-from logos_shift.server._keys import authenticate
+from logos_shift.server._keys import authenticate, create_key
+from logos_shift.server._migrations import migrate
 
 
 def test_keys_create_list_revoke(db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -84,6 +86,8 @@ def test_server_command_serves_logs_json_and_stops_gracefully(tmp_path: Path, wo
         assert r.json() == {"status": "ok"}
         spec = requests.get(f"http://127.0.0.1:{port}/openapi.json", timeout=5).json()
         assert "/v1/ingest" in spec["paths"]
+        if (Path(__file__).parents[2] / "logos_shift/server/_rollout_api.py").exists():
+            assert any("rollout" in path for path in spec["paths"])
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:
@@ -98,3 +102,54 @@ def test_server_command_serves_logs_json_and_stops_gracefully(tmp_path: Path, wo
         r["msg"] == "request" and r["path"] == "/healthz" and r["status"] == 200 for r in records
     )
     assert any(r["msg"] == "server stopped" for r in records)
+
+
+def test_sigterm_lets_an_in_flight_upload_finish(tmp_path: Path) -> None:
+    """A batch still being received when SIGTERM arrives is stored and answered 200."""
+    url = f"sqlite:///{tmp_path / 'graceful.db'}"
+    db = Database(url)
+    migrate(db)
+    key = create_key(db, "acme", "ingest")[0]
+    port = _free_port()
+    argv = [sys.executable, "-m", "logos_shift", "server", "--port", str(port)]
+    argv += ["--database-url", url, "--log-level", "warning"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+        record = {"schema": 1, "type": "call", "id": "in-flight-1",
+                  "ts": "2026-11-23T21:00:00.000Z", "dataset": "graceful"}  # fmt: skip
+        body = json.dumps([record]).encode()
+        head = (
+            f"POST /v1/ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(head + body[:10])
+            time.sleep(0.5)  # let the server start reading the request
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.5)  # the server is now shutting down, the request still open
+            sock.sendall(body[10:])
+            reply = b""
+            while b"\r\n\r\n" not in reply or not reply.rstrip().endswith(b"}"):
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200"), reply[:200]
+        assert b'"accepted":1' in reply
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with db.read() as conn:
+        stored = conn.execute(sa.text("SELECT id FROM calls")).scalars().all()
+    db.dispose()
+    assert stored == ["in-flight-1"]
