@@ -9,8 +9,8 @@ Every change bumps the project's ``config_version``.
 
 from __future__ import annotations
 
-import hashlib
 import copy
+import hashlib
 import json
 import time
 from typing import Any
