@@ -14,7 +14,8 @@ switched at any time:
   next ``times`` requests or until switched;
 * :meth:`too_large` answers 413 to batches of more than ``n`` records;
 * :meth:`slow` waits before answering;
-* :meth:`black_hole` reads the request and never answers.
+* :meth:`black_hole` reads the request and never answers (ingest only, or
+  every request).
 
 :meth:`stop` closes every socket (listening and accepted), so the test suite's
 ``ResourceWarning``-as-error setting stays quiet.
@@ -54,6 +55,7 @@ class _Mode:
     max_records: int | None = None
     delay: float = 0.0
     black_hole: bool = False
+    black_hole_all: bool = False  # GETs (the routing config poll) too
     release: threading.Event = field(default_factory=threading.Event)
 
 
@@ -85,6 +87,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.collector._handle(self)
 
     def do_GET(self) -> None:
+        # Only ingest exists here (the config endpoint answers 404).
+        mode = self.server.collector._mode
+        if mode.black_hole_all:
+            mode.release.wait()
+            self.close_connection = True
+            return
         self._answer(404, b"{}")
 
     def _answer(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
@@ -175,9 +183,13 @@ class Collector:
         """Wait ``delay`` seconds before answering 200."""
         self._set(_Mode(delay=delay))
 
-    def black_hole(self) -> None:
-        """Read each request and never answer it (until the mode changes)."""
-        self._set(_Mode(black_hole=True))
+    def black_hole(self, everything: bool = False) -> None:
+        """Read each ingest request and never answer it (until the mode changes).
+
+        Args:
+            everything: swallow GETs (the routing config poll) as well.
+        """
+        self._set(_Mode(black_hole=True, black_hole_all=everything))
 
     def down(self) -> None:
         """Stop listening and drop every connection: clients get connection refused."""

@@ -151,9 +151,12 @@ def test_backoff_is_capped_so_recovery_is_prompt(collector: Collector, tmp_path:
     collector.fail(503)
     ls = _client(collector, tmp_path)
     ids: list[str] = []
-    while ls.stats()["consecutive_failures"] < 8:  # uncapped, the next wait would be ~2 min
+    for _ in range(1000):
+        if ls.stats()["consecutive_failures"] >= 8:  # uncapped, the next wait would be ~2 min
+            break
         ids += capture(ls, 1)
         time.sleep(0.02)
+    assert ls.stats()["consecutive_failures"] >= 8
     collector.up()
     assert collector.wait_for(set(ids), timeout=10)
     assert ls.shutdown(2)

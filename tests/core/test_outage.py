@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +16,8 @@ import pytest
 from _collector import Collector, assert_accounted, capture
 
 import logos_shift
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -90,6 +95,23 @@ def test_shutdown_black_holed_ends_in_time_and_spills_everything(
     assert collector.wait_for(set(ids))
     assert ls2.shutdown(2)
     assert _spooled_ids(tmp_path / "spool") == []
+
+
+def test_shutdown_ends_in_time_when_every_request_hangs(
+    collector: Collector, tmp_path: Path
+) -> None:
+    """With config polls and uploads both black-holed, shutdown still spools everything in time."""
+    collector.black_hole(everything=True)
+    ls = _client(collector, tmp_path / "spool", http_timeout=15.0)
+    ids = capture(ls, 40)
+    time.sleep(0.3)  # the worker is now stuck in the config poll or an upload
+    start = time.monotonic()
+    ls.shutdown(timeout=1)
+    assert time.monotonic() - start < 3.0
+    stats = ls.stats()
+    assert stats["spooled"] == stats["captured"] == 40
+    assert_accounted(stats)
+    assert sorted(_spooled_ids(tmp_path / "spool")) == sorted(ids)
 
 
 def test_shutdown_with_server_down_spools_and_restart_replays(
@@ -203,3 +225,59 @@ def test_unwritable_spool_at_shutdown_drops_and_counts(
     stats = ls.stats()
     assert stats["dropped_by_reason"] == {"spool_unavailable": 20}
     assert_accounted(stats)
+
+
+FULL_DISK = """
+import json, os, resource, signal, sys, time
+import logos_shift
+
+ls = logos_shift.LogosShift(server_url=sys.argv[1], api_key="k", spool_dir=sys.argv[2],
+                            flush_interval=0.05, max_backoff=0.2)
+# From here on no file may grow past 512 bytes: every spool write fails
+# like on a full disk (EFBIG instead of ENOSPC, through the same code path).
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512))
+
+@ls()
+def work(blob):
+    return {"n": len(blob)}
+
+ids = [work(os.urandom(400).hex())["logos_shift_id"] for _ in range(10)]
+ls.flush(1)
+print(json.dumps({"ids": ids, "stats": ls.stats()}), flush=True)
+sys.stdin.readline()  # the server is back
+end = time.monotonic() + 10
+while ls.stats()["pending"] and time.monotonic() < end:
+    time.sleep(0.02)
+ls.shutdown(2)
+print(json.dumps(ls.stats()), flush=True)
+"""
+
+
+def test_full_disk_spool_degrades_to_memory_and_counts_it(
+    collector: Collector, tmp_path: Path
+) -> None:
+    """When the disk refuses spool writes, failed batches wait in memory, counted, until sent."""
+    collector.down()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(FULL_DISK), collector.url, str(tmp_path / "spool")],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    first = json.loads(proc.stdout.readline() or "{}")
+    during = first["stats"]
+    assert during["spool"]["write_errors"] >= 1
+    assert during["spool"]["available"] is False
+    assert during["spooled"] == 0
+    assert during["pending"] == 10  # held in memory
+    assert_accounted(during, pending=None)
+    collector.up()
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    after = json.loads(out.strip().splitlines()[-1])
+    assert after["sent"] == 10
+    assert_accounted(after)
+    assert sorted(collector.ids()) == sorted(first["ids"])

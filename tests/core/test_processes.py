@@ -258,6 +258,41 @@ def test_normal_exit_with_server_down_spools_within_deadline(
     assert ls.shutdown(2)
 
 
+EXIT_WHILE_STUCK = """
+import json, sys, time
+import logos_shift
+
+ls = logos_shift.LogosShift(server_url=sys.argv[1], api_key="k", spool_dir=sys.argv[2],
+                            flush_interval=0.05, shutdown_timeout=2.0)
+
+@ls()
+def work(i):
+    return {"i": i}
+
+ids = [work(i)["logos_shift_id"] for i in range(25)]
+time.sleep(0.5)  # an upload is now hanging in the black hole (15 s read timeout)
+ids += [work(i)["logos_shift_id"] for i in range(5)]
+print(json.dumps(ids), flush=True)
+"""
+
+
+def test_exit_with_a_black_holed_upload_spools_within_the_deadline(
+    collector: Collector, tmp_path: Path
+) -> None:
+    """A process exiting while its upload hangs ends within shutdown_timeout, all spooled."""
+    spool = tmp_path / "spool"
+    collector.black_hole()
+    start = time.monotonic()
+    proc = _python(EXIT_WHILE_STUCK, collector.url, str(spool))
+    out, err = proc.communicate(timeout=30)
+    elapsed = time.monotonic() - start
+    assert proc.returncode == 0, err
+    assert elapsed < 8.0  # 0.5 s of work + a 2 s exit deadline + interpreter start
+    ids = json.loads(out.splitlines()[0])
+    assert collector.requests  # the upload really was in flight
+    assert sorted(_spooled_ids(spool)) == sorted(ids)
+
+
 def _mp_child_own_instance(url: str, spool: str, conn: Connection) -> None:
     ls = logos_shift.LogosShift(server_url=url, api_key="k", spool_dir=spool, flush_interval=60.0)
     conn.send(capture(ls, 12))
