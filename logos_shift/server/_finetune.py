@@ -324,11 +324,13 @@ class OpenAICompatibleBackend:
             "job events",
             lambda: self._client.fine_tuning.jobs.list_events(job_id, limit=limit),
         )
+        # OpenAI lists newest first; reverse, then a stable sort by time keeps the
+        # provider's order among events created in the same second.
         items = [
             JobEvent(str(e.id), float(e.created_at), str(e.level), str(e.message))
-            for e in page.data
+            for e in reversed(page.data)
         ]
-        return sorted(items, key=lambda e: (e.created_at, e.id))
+        return sorted(items, key=lambda e: e.created_at)
 
     def cancel(self, job_id: str) -> JobInfo:
         """Cancel a job.

@@ -143,6 +143,9 @@ def install(app: FastAPI, service: RolloutService | None = None) -> RolloutServi
     Returns:
         The service (also ``app.state.rollout``); ``close()`` it on shutdown.
     """
+    existing = getattr(app.state, "rollout", None)
+    if isinstance(existing, RolloutService):
+        return existing  # installed already (idempotent)
     service = service or RolloutService(app.state.db)
     app.state.rollout = service
     app.include_router(build_router())

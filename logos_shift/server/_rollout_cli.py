@@ -61,6 +61,7 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("rollout", help="show or steer a route's rollout")
     p.add_argument("action", choices=_ACTIONS)
     p.add_argument("route")
+    p.add_argument("--events", type=int, default=20, help="status: last N events (0 = all)")
     _common(p)
     p.set_defaults(func=cmd_rollout)
 
@@ -154,7 +155,7 @@ def cmd_finetune_start(args: argparse.Namespace) -> int:
         _out(f"job {data['job']['id']} created on {args.base_model}; route {route!r}")
         if args.no_wait:
             return 0
-        return _follow(client, route, args.timeout)
+        return _follow(client, route, args.timeout, data["job"]["id"])
     except requests.RequestException as exc:
         _err(f"cannot reach the server at {client.url}: {exc}")
         return 1
@@ -162,8 +163,9 @@ def cmd_finetune_start(args: argparse.Namespace) -> int:
         client.session.close()
 
 
-def _follow(client: _Client, route: str, timeout: float) -> int:
+def _follow(client: _Client, route: str, timeout: float, job_id: str) -> int:
     seen: set[int] = set()
+    started = False  # show this job's events only, not earlier rollouts of the route
     deadline = time.monotonic() + timeout
     delay = 0.2
     while True:
@@ -171,7 +173,10 @@ def _follow(client: _Client, route: str, timeout: float) -> int:
         if status != 200:
             return _fail(status, data)
         for e in data["events"]:
-            if e["id"] not in seen:
+            started = started or (
+                e.get("action") == "training_started" and job_id in " ".join(e.get("reasons", []))
+            )
+            if started and e["id"] not in seen:
                 seen.add(e["id"])
                 _show_event(e)
         state = data["state"]["status"]
@@ -219,8 +224,14 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                     f"  {arm:<8} calls {a['calls']:>6}  errors {a['errors']:>5}  "
                     f"feedback {a['feedback']:>6}  success {rate}"
                 )
-            _out("events:")
-            for e in data["events"]:
+            events = data["events"]
+            shown = events[-args.events :] if args.events else events
+            _out(
+                f"events ({len(events) - len(shown)} earlier not shown):"
+                if len(shown) < len(events)
+                else "events:"
+            )
+            for e in shown:
                 _show_event(e)
             return 0
         status, data = client.call("POST", f"/v1/routes/{args.route}/rollout/{args.action}")

@@ -131,6 +131,9 @@ class RolloutService:
         )
         ds = _dataset_builder.build((r for r, _ in records), fb, spec)
         control_model = req.control_model or (models.most_common(1)[0][0] if models else None)
+        if req.control_model is None and old is not None and old.state.status == Status.PROMOTED:
+            # The promoted model is what the route serves now: it becomes the control.
+            control_model = old.state.variant_model
         now = self.clock()
         info: dict[str, Any] = {
             "dataset": req.dataset,
@@ -437,9 +440,13 @@ class RolloutService:
             "variants": [],
             "assignment": {"unit": "user_id", "seed": name},
         }
-        vname = str(row.info["variant_name"])
-        others = [v for v in route.get("variants", []) if v.get("name") != vname]
-        route["variants"] = [{"name": vname, "model": st.variant_model, "fallback": True}, *others]
+        # The rollout owns the route's variants: exactly the model under test, so a
+        # previous (promoted or rolled-back) variant never shares its traffic.
+        route["variants"] = [
+            {"name": str(row.info["variant_name"]), "model": st.variant_model, "fallback": True}
+        ]
+        if d.action in ("start_canary", "start_eval") and row.info.get("control_model"):
+            route["control"] = {**route["control"], "model": row.info["control_model"]}
         hold = row.policy.holdout_pct
         pct = min(_rollout.variant_pct(st), 1.0 - hold)
         route["rollout"] = {

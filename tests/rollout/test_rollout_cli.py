@@ -45,7 +45,8 @@ def test_finetune_start_shows_progress_until_canary(
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "train /" in out
-    assert "job running" in out
+    assert "job succeeded" in out
+    assert "New fine-tuned model created" in out
     assert "start_canary: training -> canary (10% on the variant)" in out
     assert "rollout of 'support' is canary" in out
 

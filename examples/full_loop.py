@@ -1,0 +1,228 @@
+"""The whole loop, offline: capture → feedback → fine-tune → staged rollout → promoted;
+then a worse model → rolled back.
+
+Everything runs locally over real sockets: ``logos_shift.testing.FakeProvider`` plays
+OpenAI (chat completions *and* the files + fine-tuning jobs API), the Logos server
+runs on a temporary SQLite file, and the app's calls go through the official openai
+SDK.  ``python examples/full_loop.py``
+
+The fake provider answers every model with an echo, so answer *quality* is played
+by the simulated users' feedback: they like the control model 85 % of the time,
+the first fine-tuned model 90 %, and the second one only 55 %.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import openai
+
+import logos_shift
+from logos_shift import _records
+from logos_shift.cli import main as cli
+from logos_shift.server import create_app, create_key
+from logos_shift.server._rollout_api import install
+from logos_shift.server._rollout_service import RolloutService
+from logos_shift.server._serve import serve_in_thread
+from logos_shift.testing import FakeProvider
+
+POLICY = {"min_per_arm": 15, "min_stage_s": 0, "margin": 0.10}
+P_CONTROL = 0.85
+
+
+def ask(ls: Any, client: openai.OpenAI, user: str, question: str) -> Any:
+    """One app call for one user: the router picks the model, the call is captured."""
+    msgs = [{"role": "user", "content": question}]
+    with logos_shift.context(dataset="support", user_id=user):
+        if hasattr(logos_shift, "patch_openai"):
+            return client.chat.completions.create(model="gpt-4o", messages=msgs)
+        # Until the openai patch is available, do by hand what it does for you.
+        rec = _records.new_call("openai.chat.completions", "openai")
+        decision = ls.router.decide("support", "gpt-4o", {"user_id": user}) if ls.router else None
+        model = decision.model if decision is not None and decision.model else "gpt-4o"
+        start = time.perf_counter()
+        resp = client.chat.completions.create(model=model, messages=msgs)
+        rec.update(
+            input={"model": "gpt-4o", "messages": msgs},
+            output=resp.model_dump(),
+            requested_model="gpt-4o",
+            served_model=resp.model,
+            response_id=resp.id,
+            latency_ms=(time.perf_counter() - start) * 1000,
+            usage={
+                "input_tokens": resp.usage.prompt_tokens if resp.usage else None,
+                "output_tokens": resp.usage.completion_tokens if resp.usage else None,
+            },
+        )
+        if decision is not None:
+            rec.update(route=decision.route, variant=decision.variant)
+        _records.submit(rec)
+        return resp
+
+
+def traffic(
+    ls: Any, client: openai.OpenAI, rng: random.Random, n: int, variant: str, p_ft: float
+) -> int:
+    """n calls from random users, each rated by its user; returns how many hit the variant."""
+    on_variant = 0
+    for _ in range(n):
+        user = f"user-{rng.randrange(100_000)}"
+        resp = ask(ls, client, user, f"question {rng.randrange(1000)}")
+        is_ft = resp.model == variant
+        on_variant += is_ft
+        ok = rng.random() < (p_ft if is_ft else P_CONTROL)
+        ls.provide_feedback(resp.id, "success" if ok else "failure")
+    return on_variant
+
+
+def show(decision: dict[str, Any]) -> None:
+    """Print one engine decision with the numbers behind it."""
+    n = decision["numbers"]
+    fb = n.get("feedback_diff", {})
+    v, c = n.get("variant", {}), n.get("control", {})
+    line = (
+        f"    -> {decision['action']:<8} variant {v.get('success_rate', 0):.3f} "
+        f"(n={v.get('feedback', 0)}) vs control {c.get('success_rate', 0):.3f} "
+        f"(n={c.get('feedback', 0)}); diff {fb.get('estimate') or 0:+.3f}, "
+        f"bounds [{fb.get('lower') or float('-inf'):+.3f}, {fb.get('upper') or float('inf'):+.3f}]"
+    )
+    print(line)
+    for reason in decision["reasons"][:2]:
+        print(f"       {reason}")
+
+
+def roll_out(ls: Any, client: openai.OpenAI, admin: Any, p_ft: float, seed: int) -> str:
+    """Send traffic in batches, evaluate after each, until promoted or rolled back."""
+    rng = random.Random(seed)
+    for batch in range(1, 200):
+        route = admin("GET", "/v1/routes/support/rollout")
+        share = route["variant_pct"]
+        n = 200 if share < 0.25 else 100
+        hits = traffic(ls, client, rng, n, route["state"]["variant_model"], p_ft)
+        ls.flush(10)
+        print(f"  batch {batch:>2}: {n} calls at {share:>4.0%} -> {hits:>3} on the variant")
+        d = admin("POST", "/v1/routes/support/rollout/evaluate")
+        if d["action"] != "hold" or batch % 5 == 0:
+            show(d)
+        if d["state"]["status"] in ("promoted", "rolled_back", "paused"):
+            ls.router.refresh_now()  # what every client's next config poll does
+            return str(d["state"]["status"])
+        if d["action"] == "advance":
+            ls.router.refresh_now()
+    return "undecided"
+
+
+def main() -> None:
+    """Run the demo."""
+    t0 = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix="logos-full-loop-"))
+    with FakeProvider() as fp:
+        fp.finetune_schedule(seconds_per_phase=0.3)
+        app = create_app(f"sqlite:///{tmp / 'logos.db'}")
+        service = install(app, RolloutService(app.state.db, poll_s=(0.1, 0.3)))
+        admin_key, _ = create_key(app.state.db, "demo", "admin")
+        ingest_key, _ = create_key(app.state.db, "demo", "ingest")
+        with (
+            serve_in_thread(app) as server,
+            openai.OpenAI(base_url=fp.openai_base_url, api_key="demo", max_retries=0) as client,
+        ):
+            import requests
+
+            http = requests.Session()
+            http.headers["Authorization"] = f"Bearer {admin_key}"
+
+            def admin(method: str, path: str) -> Any:
+                r = http.request(method, server.url + path, timeout=30)
+                r.raise_for_status()
+                return r.json()
+
+            ls = logos_shift.init(
+                api_key=ingest_key,
+                server_url=server.url,
+                refresh_seconds=0.5,
+                spool_dir=str(tmp / "spool"),
+                state_dir=str(tmp / "state"),
+            )
+            if hasattr(logos_shift, "patch_openai"):
+                logos_shift.patch_openai()
+            cli_args = ["--server", server.url, "--api-key", admin_key]
+
+            print("1. capture: 80 calls to gpt-4o, users rate them")
+            rng = random.Random(1)
+            for i in range(80):
+                resp = ask(ls, client, f"user-{i}", f"How do I reset password #{i}?")
+                ls.provide_feedback(resp.id, "success" if rng.random() < P_CONTROL else "failure")
+            ls.flush(10)
+            stats = admin("GET", "/v1/datasets")["datasets"][0]
+            print(f"   dataset 'support': {stats['calls']} calls, {stats['with_feedback']} rated")
+
+            print("\n2. fine-tune on the fake backend (logos-shift finetune start)")
+            cli(
+                [
+                    "finetune",
+                    "start",
+                    "--dataset",
+                    "support",
+                    "--base-model",
+                    "gpt-4o-mini",
+                    "--backend",
+                    fp.openai_base_url,
+                    "--backend-api-key",
+                    "fake",
+                    "--policy",
+                    json.dumps(POLICY),
+                    *cli_args,
+                ]
+            )
+            ls.router.refresh_now()
+
+            print("\n3. staged rollout of the better model (users like it 90 %)")
+            end = roll_out(ls, client, admin, 0.90, seed=2)
+            cfg = http.get(server.url + "/v1/config", timeout=10).json()["routes"]["support"]
+            print(
+                f"   => {end}; clients now get {cfg['rollout']['variant_pct']:.0%} on "
+                f"{cfg['variants'][0]['model']}"
+            )
+
+            print("\n4. a second fine-tune that turns out worse (users like it 55 %)")
+            fp.finetune_schedule(seconds_per_phase=0.1)
+            cli(
+                [
+                    "finetune",
+                    "start",
+                    "--dataset",
+                    "support",
+                    "--base-model",
+                    "gpt-4o-mini",
+                    "--backend",
+                    fp.openai_base_url,
+                    "--backend-api-key",
+                    "fake",
+                    "--policy",
+                    json.dumps(POLICY),
+                    *cli_args,
+                ]
+            )
+            ls.router.refresh_now()
+            end2 = roll_out(ls, client, admin, 0.55, seed=3)
+            cfg = http.get(server.url + "/v1/config", timeout=10).json()["routes"]["support"]
+            print(
+                f"   => {end2}; clients now get {cfg['rollout']['variant_pct']:.0%} on the "
+                f"variant and the control is {cfg['control']['model']}"
+            )
+
+            print("\n5. logos-shift rollout status support")
+            cli(["rollout", "status", "support", *cli_args])
+            ls.shutdown(timeout=10)
+            http.close()
+        service.close()
+    print(f"\nfirst model: {end}; second model: {end2}; took {time.perf_counter() - t0:.1f}s")
+
+
+if __name__ == "__main__":
+    main()
