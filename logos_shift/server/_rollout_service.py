@@ -12,49 +12,19 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import requests
-
-from . import _dataset_builder, _finetune, _queries, _rollout, _rollout_store, _routes_store
+from . import _dataset_builder, _finetune, _rollout, _rollout_glue, _rollout_store, _routes_store
 from ._db import Database
+from ._rollout_glue import FinetuneRequest
 from ._rollout_types import Evidence, Policy, Status, TransitionError
 
 __all__ = ["FinetuneRequest", "RolloutService"]
 
 logger = logging.getLogger("logos_shift.server.rollout")
-
-BackendFactory = Callable[[str | None, str | None], _finetune.FineTuneBackend]
-
-
-def _default_backend(url: str | None, key: str | None) -> _finetune.FineTuneBackend:
-    key = key or os.environ.get("LOGOS_SHIFT_FINETUNE_API_KEY") or os.environ.get("OPENAI_API_KEY")
-    # Self-hosted compatible backends often need no key; a real provider answers 401,
-    # which surfaces as a clear FineTuneError.
-    return _finetune.OpenAICompatibleBackend(base_url=url, api_key=key or "not-set")
-
-
-@dataclass(frozen=True)
-class FinetuneRequest:
-    """What ``POST /v1/finetune`` asks for (see the endpoint for each field)."""
-
-    dataset: str
-    base_model: str
-    route: str | None = None
-    control_model: str | None = None
-    backend_url: str | None = None
-    backend_api_key: str | None = None
-    min_score: float | None = None
-    since: float | None = None
-    until: float | None = None
-    policy: dict[str, Any] = field(default_factory=dict)
-    webhook_url: str | None = None
-    seed: int | None = None
 
 
 class RolloutService:
@@ -73,7 +43,7 @@ class RolloutService:
     def __init__(
         self,
         db: Database,
-        backend_factory: BackendFactory = _default_backend,
+        backend_factory: _rollout_glue.BackendFactory = _rollout_glue.default_backend,
         clock: Callable[[], float] = time.time,
         job_timeout_s: float = 24 * 3600.0,
         poll_s: tuple[float, float] = (0.5, 30.0),
@@ -91,6 +61,9 @@ class RolloutService:
         self._threads: list[threading.Thread] = []
         self._stop = threading.Event()
         self.webhook_log: collections.deque[dict[str, Any]] = collections.deque(maxlen=100)
+        self._dirty: set[int] = set()
+        self._wake = threading.Event()
+        self._evaluator: threading.Thread | None = None
         _rollout_store.ensure_tables(db)
 
     # -- fine-tuning -------------------------------------------------------
@@ -124,7 +97,7 @@ class RolloutService:
                 raise TransitionError(
                     f"route {route!r} already has a rollout in progress ({old.state.status.value})"
                 )
-        records, models = self._dataset_calls(project_id, req)
+        records, models = _rollout_glue.dataset_calls(self.db, project_id, req)
         fb = {r["id"]: f for r, f in records}
         spec = _dataset_builder.DatasetSpec(
             min_score=req.min_score, since=req.since, until=req.until
@@ -197,23 +170,6 @@ class RolloutService:
             "warnings": ds.warnings,
             "state": state.to_json(),
         }
-
-    def _dataset_calls(
-        self, project_id: int, req: FinetuneRequest
-    ) -> tuple[list[tuple[dict[str, Any], dict[str, Any]]], collections.Counter[str]]:
-        out: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        models: collections.Counter[str] = collections.Counter()
-        f = _queries.CallFilter(dataset=req.dataset, since=req.since, until=req.until)
-        cursor: str | None = None
-        while True:
-            page = _queries.list_calls(self.db, project_id, f, cursor, 1000)
-            for item in page["calls"]:
-                out.append((item["record"], item["feedback"]))
-                if item["record"].get("requested_model"):
-                    models[str(item["record"]["requested_model"])] += 1
-            cursor = page["next_cursor"]
-            if not cursor:
-                return out, models
 
     def _watch(
         self, project_id: int, route: str, backend: _finetune.FineTuneBackend, job_id: str
@@ -424,43 +380,8 @@ class RolloutService:
             row.info["rolled_back_variant"] = row.info.get("variant_name")
         row.state = d.state
         _rollout_store.save(self.db, project_id, row)
-        self._sync_route(project_id, row, d)
+        _rollout_glue.sync_route(self.db, project_id, row, d)
         self._event(project_id, row, d.event(now))
-
-    def _sync_route(
-        self, project_id: int, row: _rollout_store.RolloutRow, d: _rollout.Decision
-    ) -> None:
-        st = row.state
-        if st.variant_model is None or st.status in (Status.FAILED, Status.TRAINING):
-            return
-        name = st.route
-        route = _routes_store.get_route(self.db, project_id, name) or {
-            "match": {"dataset": row.info["dataset"]},
-            "control": {"name": "control", "model": row.info.get("control_model")},
-            "variants": [],
-            "assignment": {"unit": "user_id", "seed": name},
-        }
-        # The rollout owns the route's variants: exactly the model under test, so a
-        # previous (promoted or rolled-back) variant never shares its traffic.
-        route["variants"] = [
-            {"name": str(row.info["variant_name"]), "model": st.variant_model, "fallback": True}
-        ]
-        if d.action in ("start_canary", "start_eval") and row.info.get("control_model"):
-            route["control"] = {**route["control"], "model": row.info["control_model"]}
-        hold = row.policy.holdout_pct
-        pct = min(_rollout.variant_pct(st), 1.0 - hold)
-        route["rollout"] = {
-            "variant_pct": pct,
-            "holdout_pct": hold,
-            "state": st.status.value,
-            "stage": st.stage_index,
-            "stages": list(st.stages),
-        }
-        if st.status == Status.ROLLED_BACK and d.previous.status != Status.ROLLED_BACK:
-            a = dict(route.get("assignment") or {})
-            a["bucket_version"] = int(a.get("bucket_version") or 1) + 1
-            route["assignment"] = a
-        _routes_store.put_route(self.db, project_id, name, route)
 
     # -- notifications -------------------------------------------------------
 
@@ -479,29 +400,72 @@ class RolloutService:
         )
         url = row.info.get("webhook_url")
         if url:
-            self._spawn(self._post_webhook, str(url), event)
+            self._spawn(
+                _rollout_glue.post_webhook,
+                str(url),
+                event,
+                self.webhook_retries,
+                self.webhook_backoff_s,
+                self._stop,
+                self.webhook_log,
+            )
 
-    def _post_webhook(self, url: str, event: dict[str, Any]) -> None:
-        delay = self.webhook_backoff_s
-        for attempt in range(1 + self.webhook_retries):
+    # -- reacting to evidence ------------------------------------------------
+
+    def nudge(self, project_id: int) -> None:
+        """Note that new calls or feedback arrived for a project; never blocks.
+
+        The background evaluator (see :meth:`start_background`) evaluates the
+        project's active rollouts soon after; call this after every ingest.
+
+        Args:
+            project_id: the project that received records.
+        """
+        with self._lock:
+            self._dirty.add(project_id)
+        self._wake.set()
+
+    def start_background(self, interval_s: float = 30.0, debounce_s: float = 0.5) -> None:
+        """Start the evaluator thread: nudged projects soon, every rollout each interval.
+
+        The interval also lets time-based gates (``min_stage_s``) pass without
+        new evidence.  Idempotent.
+
+        Args:
+            interval_s: seconds between full evaluations.
+            debounce_s: delay that batches nudges arriving together.
+        """
+        with self._lock:
+            if self._evaluator is not None:
+                return
+            t = threading.Thread(
+                target=self._evaluate_loop,
+                args=(interval_s, debounce_s),
+                daemon=True,
+                name="logos-rollout-eval",
+            )
+            self._evaluator = t
+        t.start()
+
+    def _evaluate_loop(self, interval_s: float, debounce_s: float) -> None:
+        next_full = time.monotonic() + interval_s
+        while not self._stop.is_set():
+            self._wake.wait(max(0.0, next_full - time.monotonic()))
+            if self._stop.wait(debounce_s):
+                return
+            self._wake.clear()
+            with self._lock:
+                dirty, self._dirty = self._dirty, set()
+            full = time.monotonic() >= next_full
+            if full:
+                next_full = time.monotonic() + interval_s
             try:
-                resp = requests.post(url, json=event, timeout=5.0)
-                resp.close()
-                if resp.status_code < 300:
-                    self.webhook_log.append(
-                        {"url": url, "event": event["id"], "ok": True, "attempts": attempt + 1}
-                    )
-                    return
-                why = f"HTTP {resp.status_code}"
-            except requests.RequestException as exc:
-                why = str(exc)
-            logger.warning("webhook %s attempt %d failed: %s", url, attempt + 1, why)
-            if attempt < self.webhook_retries and self._stop.wait(delay):
-                break
-            delay *= 2
-        self.webhook_log.append(
-            {"url": url, "event": event["id"], "ok": False, "attempts": 1 + self.webhook_retries}
-        )
+                if full:
+                    self.evaluate_all()
+                for pid in dirty:
+                    self.evaluate_all(pid)
+            except Exception:  # the loop must survive a bad rollout
+                logger.exception("rollout evaluation failed")
 
     # -- threads -------------------------------------------------------------
 
@@ -542,4 +506,7 @@ class RolloutService:
             timeout: seconds to wait.
         """
         self._stop.set()
+        self._wake.set()
         self.wait_idle(timeout)
+        if self._evaluator is not None:
+            self._evaluator.join(timeout)

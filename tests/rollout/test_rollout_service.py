@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
 from conftest import Server, call, feedback
@@ -211,3 +212,75 @@ def test_offline_eval_gates_the_canary(server: Server, fake_provider: FakeProvid
     assert "start_eval" in actions
     assert status["state"]["status"] == "canary", status["events"][-1]
     assert status["events"][-1]["numbers"]["rate"] == 1.0
+
+
+def test_fallbacks_count_as_variant_errors(server: Server, fake_provider: FakeProvider) -> None:
+    """Variant calls that fell back are variant errors; their feedback is not credited to it."""
+    _seed_dataset(server)
+    _start(server, fake_provider)
+    variant = _config_route(server)["variants"][0]["name"]
+    recs = []
+    for i in range(100):
+        c = call(f"q{i}", "a", route="support", variant=variant, fallback=i < 30)
+        recs += [c, feedback(c["id"], "success")]
+    for i in range(900):
+        c = call(f"c{i}", "a", route="support", variant="control")
+        recs += [c, feedback(c["id"], "success")]
+    server.ingest(recs)
+    ev = server.get("/v1/routes/support/rollout").json()["evidence"]
+    assert ev["variant"] == {"calls": 100, "errors": 30, "feedback": 70, "successes": 70.0}
+    d = server.post("/v1/routes/support/rollout/evaluate").json()
+    assert d["action"] == "rollback"
+    assert "error rate (fallbacks included)" in d["reasons"][0]
+
+
+def test_router_follows_stages_and_rollback(server: Server, fake_provider: FakeProvider) -> None:
+    """A client router sends each stage's share of users to the variant and none after rollback."""
+    from logos_shift._router import Router
+
+    _seed_dataset(server)
+    _start(server, fake_provider)
+    router = Router(server_url=server.url, api_key=server.ingest_key, refresh_seconds=3600)
+    try:
+
+        def share() -> float:
+            router.refresh_now()
+            picks = [router.decide("support", "gpt-4o", {"user_id": f"u{i}"}) for i in range(4000)]
+            return sum(1 for p in picks if p is not None and p.is_variant) / len(picks)
+
+        assert 0.06 < share() < 0.14
+        server.post("/v1/routes/support/rollout/promote")
+        assert share() == 1.0
+        server.post("/v1/routes/support/rollout/rollback")
+        assert share() == 0.0
+    finally:
+        router.close()
+
+
+def test_job_timeout_leaves_route_on_control(server: Server, fake_provider: FakeProvider) -> None:
+    """A job that outlives the service's deadline is cancelled and the rollout fails saying so."""
+    _seed_dataset(server)
+    server.service.job_timeout_s = 0.3
+    fake_provider.finetune_schedule(retrieves_per_phase=10_000)
+    body = {"dataset": "support", "base_model": "m", "backend_url": fake_provider.openai_base_url}
+    assert server.post("/v1/finetune", body).status_code == 202
+    assert server.service.wait_idle(30)
+    status = server.get("/v1/routes/support/rollout").json()
+    assert status["state"]["status"] == "failed"
+    assert "did not finish within 0.3s" in status["state"]["reason"]
+    assert "support" not in server.get("/v1/config", key=server.ingest_key).json()["routes"]
+
+
+def test_nudge_evaluates_in_background(server: Server, fake_provider: FakeProvider) -> None:
+    """After a nudge the background evaluator applies the decision without an explicit call."""
+    _seed_dataset(server)
+    _start(server, fake_provider)
+    variant = _config_route(server)["variants"][0]["name"]
+    _traffic(server, variant, 200, 0.3, n_control=1800)
+    server.service.start_background(interval_s=3600, debounce_s=0.01)
+    server.service.nudge(1)
+    for _ in range(200):
+        if server.get("/v1/routes/support/rollout").json()["state"]["status"] == "rolled_back":
+            break
+        time.sleep(0.05)
+    assert server.get("/v1/routes/support/rollout").json()["state"]["status"] == "rolled_back"
