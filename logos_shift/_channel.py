@@ -159,6 +159,7 @@ class Channel:
                 "write_errors": st.write_errors,
                 "evicted_records": st.evicted_records,
                 "corrupt_files": st.corrupt_files,
+                "too_big": st.too_big,
             }
         return out
 

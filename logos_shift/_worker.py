@@ -141,6 +141,10 @@ class Worker:
                 if remaining <= 0:
                     return False
                 channel.done.wait(min(remaining, 0.05))
+                if channel.pending():
+                    # A tick that began before this flush may have cleared
+                    # the request while later records were still queued.
+                    channel.flush_requested = True
                 self.wake.set()
         return True
 
@@ -150,9 +154,9 @@ class Worker:
         timeout = max(0.0, timeout)
         channel.deadline = start + 0.6 * timeout
         ok = self.flush(channel, 0.6 * timeout)
-        if not ok:
-            with channel.lock:
-                channel.closed = True  # later captures are counted, not stranded
+        with channel.lock:
+            channel.closed = True  # later captures are counted, not stranded
+        if not ok or channel.pending():
             # Spills the queue, the held batches and the batch of an upload
             # that is stuck (a black-holed server): the worker's late result
             # for it is ignored.
@@ -164,8 +168,6 @@ class Worker:
             while channel.inflight and time.monotonic() < end:
                 time.sleep(0.01)
             ok = channel.pending() == 0
-        with channel.lock:
-            channel.closed = True
         self.remove(channel)
         channel.close()
         return ok
