@@ -146,6 +146,25 @@ def test_other_4xx_is_rejected_and_not_retried(collector: Collector, tmp_path: P
     assert_accounted(stats)
 
 
+def test_spooled_batch_rejected_on_replay_is_deleted_not_retried(
+    collector: Collector, tmp_path: Path
+) -> None:
+    """A spooled batch rejected with a 4xx on replay is counted and removed, not retried."""
+    collector.down()
+    ls = _client(collector, tmp_path, flush_interval=10.0)
+    capture(ls, 5)
+    assert ls.shutdown(2)
+    assert ls.stats()["spooled"] == 5
+    collector.up()
+    collector.fail(422)
+    ls2 = _client(collector, tmp_path)
+    assert ls2.flush(5)
+    assert ls2.shutdown(2)
+    assert [r.status for r in collector.requests] == [422]
+    assert ls2.stats()["replay_rejected"] == 5
+    assert list((tmp_path / "spool").rglob("*.jsonl.gz*")) == []
+
+
 def test_backoff_is_capped_so_recovery_is_prompt(collector: Collector, tmp_path: Path) -> None:
     """After many failures the capped backoff (max_backoff) still retries soon after recovery."""
     collector.fail(503)

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -169,6 +170,61 @@ def test_forked_child_sends_its_own_records_not_the_parents(
     assert set(counts.values()) == {1}
     stats = ls.stats()
     assert stats["captured"] == stats["sent"] == 13
+    assert_accounted(stats)
+
+
+def test_fork_while_another_thread_captures_never_deadlocks(
+    collector: Collector, tmp_path: Path
+) -> None:
+    """Children forked while a thread is busy capturing (holding the queue lock) still deliver."""
+    ls = _client(collector, tmp_path / "spool")
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            capture(ls, 20)
+
+    busy = threading.Thread(target=hammer)
+    busy.start()
+    children: dict[int, int] = {}
+    try:
+        for _ in range(5):
+            time.sleep(0.02)
+            read_fd, write_fd = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child reports through the pipe
+                code = 1
+                try:
+                    os.close(read_fd)
+                    ids = capture(ls, 3)
+                    ok = ls.shutdown(5)
+                    os.write(write_fd, json.dumps(ids if ok else []).encode())
+                    code = 0
+                finally:
+                    os._exit(code)
+            os.close(write_fd)
+            children[pid] = read_fd
+    finally:
+        stop.set()
+        busy.join(10)
+    child_ids: list[str] = []
+    for pid, read_fd in children.items():
+        end = time.monotonic() + 20
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > end:  # a deadlocked child: fail, don't hang
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                pytest.fail("a forked child deadlocked")
+            time.sleep(0.02)
+        with os.fdopen(read_fd, "rb") as f:
+            got = json.loads(f.read() or b"[]")
+        assert len(got) == 3
+        child_ids += got
+    assert ls.shutdown(5)
+    assert collector.wait_for(set(child_ids), timeout=5)
+    assert collector.duplicates() == {}
+    stats = ls.stats()
+    assert stats["sent"] == stats["captured"]
     assert_accounted(stats)
 
 
