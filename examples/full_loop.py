@@ -31,7 +31,7 @@ from logos_shift.server._rollout_service import RolloutService
 from logos_shift.server._serve import serve_in_thread
 from logos_shift.testing import FakeProvider
 
-POLICY = {"min_per_arm": 15, "min_stage_s": 0, "margin": 0.10}
+POLICY = {"min_per_arm": 10, "min_stage_s": 0, "margin": 0.10}
 P_CONTROL = 0.85
 
 
