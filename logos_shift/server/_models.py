@@ -75,6 +75,8 @@ SchemaVersion = Annotated[StrictInt, AfterValidator(_schema_version)]
 _NO_NUL = r"^[^\x00]*$"
 Name = Annotated[str, Field(min_length=1, max_length=256, pattern=_NO_NUL), AfterValidator(_clean)]
 Text = Annotated[str, Field(max_length=1_000_000, pattern=_NO_NUL), AfterValidator(_clean)]
+# Below the 1 MiB body limit even fully \u-escaped, so too long is a 422, not a 413.
+Comment = Annotated[str, Field(max_length=20_000, pattern=_NO_NUL), AfterValidator(_clean)]
 Timestamp = Annotated[
     str, Field(max_length=64, json_schema_extra={"format": "date-time"}), AfterValidator(_ts)
 ]
@@ -158,7 +160,7 @@ class FeedbackRecord(_Closed):
     target: Name
     outcome: Literal["success", "failure", "neutral"]
     score: Number | None = None
-    comment: Text | None = None
+    comment: Comment | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -168,7 +170,7 @@ class FeedbackIn(_Closed):
     target: Name = Field(description="A logos-shift call id or the provider's response id.")
     outcome: Literal["success", "failure", "neutral"]
     score: Number | None = None
-    comment: Text | None = None
+    comment: Comment | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     id: Name | None = Field(
         default=None, description="Idempotency key; a UUIDv7 is generated when absent."
