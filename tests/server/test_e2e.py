@@ -174,3 +174,44 @@ def test_eight_processes_uploading_at_once(
     got = [c["record"]["id"] for c in _calls(admin, "multi")]
     assert len(got) == len(set(got)) == 8 * n
     assert sorted(got) == sorted(expected)
+
+
+def _route(pct: float, kill: bool = False) -> dict[str, Any]:
+    return {
+        "match": {"dataset": "search"},
+        "control": {"name": "v1", "model": "v1"},
+        "variants": [{"name": "v2", "model": "v2", "callable": "v2", "fallback": True}],
+        "rollout": {"variant_pct": pct},
+        "kill_switch": kill,
+    }
+
+
+def test_route_changes_reach_the_client_in_one_refresh_and_stats_agree(
+    server: RunningServer, keys: Any, admin: Any, tmp_path: Path
+) -> None:
+    """A route PUT through the API steers the client after one refresh; stats count each arm."""
+    assert admin.put("/v1/routes/search", json=_route(0.0)).status_code == 201
+    ls = _client(server.url, keys.ingest, tmp_path, state_dir=str(tmp_path / "state"))
+    try:
+
+        @ls(dataset="search", variants={"v2": lambda q: f"v2:{q}"})
+        def search(q: str) -> str:
+            return f"v1:{q}"
+
+        def run(n: int) -> list[str]:
+            return [search("q", logos_shift_metadata={"user_id": f"u{i}"}) for i in range(n)]
+
+        ls.router.refresh_now()
+        assert set(run(10)) == {"v1:q"}
+        admin.put("/v1/routes/search", json=_route(1.0))
+        ls.router.refresh_now()
+        assert set(run(20)) == {"v2:q"}
+        admin.put("/v1/routes/search", json=_route(1.0, kill=True))
+        ls.router.refresh_now()
+        assert set(run(5)) == {"v1:q"}
+        assert ls.flush(30)
+    finally:
+        ls.shutdown(10)
+    variants = admin.get("/v1/routes/search/stats").json()["variants"]
+    assert {name: v["calls"] for name, v in variants.items()} == {"v1": 15, "v2": 20}
+    assert variants["v2"]["error_rate"] == 0.0
