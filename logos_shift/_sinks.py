@@ -105,8 +105,9 @@ class HttpSink:
             import requests
 
             self._session = requests.Session()
-            # The uploader must never be captured by logos_shift itself nor
-            # pick up proxies meant for the app's own traffic by surprise.
+            # Its own Session (never the app's), so nothing the app mounts or
+            # patches on its sessions touches the uploads; HTTPS_PROXY and
+            # NO_PROXY still apply, as for any requests client.
             self._session.trust_env = True
         return self._session
 

@@ -235,6 +235,8 @@ class Spool:
                 continue
             if e.name.endswith(".tmp") and age > _STALE_CLAIM_S:
                 _unlink(Path(e.path))
+            elif e.name.endswith(".corrupt") and age > self.max_age:
+                _unlink(Path(e.path))  # kept a while for inspection, not forever
             elif e.name.endswith(".inflight"):
                 base, pid_s, _ = e.name.rsplit(".", 2)
                 pid = int(pid_s) if pid_s.isdigit() else -1

@@ -99,9 +99,11 @@ class Worker:
 
     def _run(self) -> None:
         while not self.stopping:
+            # Cleared before the step, so a notify() arriving during the step
+            # is not lost and the next wait returns at once.
+            self.wake.clear()
             timeout = self.step()
             self.wake.wait(timeout)
-            self.wake.clear()
 
     def step(self) -> float:
         """Serve every due channel and task once; return seconds to sleep."""
