@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -84,10 +86,45 @@ def feedback(target: str, outcome: str) -> dict[str, Any]:
     }
 
 
+# Read at import: the suite's autouse fixture strips LOGOS_SHIFT_* variables.
+POSTGRES_URL = os.environ.get("LOGOS_SHIFT_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param(
+            "postgres",
+            marks=[
+                pytest.mark.postgres,
+                pytest.mark.skipif(not POSTGRES_URL, reason="needs LOGOS_SHIFT_TEST_POSTGRES_URL"),
+            ],
+        ),
+    ]
+)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database: a temp SQLite file, or a new PostgreSQL database dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'logos.db'}"
+        return
+    import sqlalchemy as sa
+
+    name = f"rollout_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(str(POSTGRES_URL), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin.url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    """A Logos server on a temp SQLite file with the rollout endpoints, fast job polling."""
-    app = create_app(f"sqlite:///{tmp_path / 'logos.db'}")
+def server(db_url: str) -> Iterator[Server]:
+    """A Logos server (SQLite, and PostgreSQL when configured) with the rollout endpoints."""
+    app = create_app(db_url)
     service = install(
         app, RolloutService(app.state.db, poll_s=(0.01, 0.05), webhook_backoff_s=0.01)
     )
