@@ -110,8 +110,20 @@ class Policy:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"invalid rollout policy: unknown keys {unknown}")
+        numbers = {f.name for f in fields(cls)} - {"stages", "offline_eval"}
+        for key in sorted(numbers & set(data)):
+            value = data[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"invalid rollout policy: {key} must be a number")
+        if "offline_eval" in data and not isinstance(data["offline_eval"], bool):
+            raise ValueError("invalid rollout policy: offline_eval must be true or false")
         if "stages" in data:
-            data["stages"] = tuple(data["stages"])
+            st = data["stages"]
+            if not isinstance(st, (list, tuple)) or not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in st
+            ):
+                raise ValueError("invalid rollout policy: stages must be a list of numbers")
+            data["stages"] = tuple(st)
         return cls(**data)
 
     def to_json(self) -> dict[str, Any]:

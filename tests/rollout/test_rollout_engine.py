@@ -230,5 +230,8 @@ def test_policy_validation_and_json() -> None:
         Policy(margin=0)
     with pytest.raises(ValueError, match="unknown keys"):
         Policy.from_json({"marginn": 0.1})
+    for bad in ({"margin": "x"}, {"stages": "abc"}, {"offline_eval": 1}, {"alpha": True}):
+        with pytest.raises(ValueError, match="invalid rollout policy"):
+            Policy.from_json(bad)
     pol = Policy(margin=0.02, stages=(0.1, 1.0))
     assert Policy.from_json(pol.to_json()) == pol

@@ -284,3 +284,18 @@ def test_nudge_evaluates_in_background(server: Server, fake_provider: FakeProvid
             break
         time.sleep(0.05)
     assert server.get("/v1/routes/support/rollout").json()["state"]["status"] == "rolled_back"
+
+
+def test_bad_requests_are_clear_4xx(server: Server) -> None:
+    """An invalid policy or body is a 422 that changes nothing; an ingest key gets 403."""
+    r = server.post("/v1/finetune", {"dataset": "d", "base_model": "m", "policy": {"margin": "x"}})
+    assert r.status_code == 422
+    assert r.json()["error"] == "invalid_policy"
+    assert server.post("/v1/finetune", {"dataset": "d"}).status_code == 422
+    assert (
+        server.post("/v1/finetune", {"dataset": "d", "base_model": "m", "x": 1}).status_code == 422
+    )
+    r = server.post("/v1/finetune", {"dataset": "d", "base_model": "m"}, key=server.ingest_key)
+    assert r.status_code == 403
+    assert server.get("/v1/routes/d/rollout", key=server.ingest_key).status_code == 403
+    assert server.get("/v1/routes/d/rollout").status_code == 404
