@@ -142,7 +142,8 @@ def build_router(limits: Limits) -> APIRouter:
             "requestBody": {
                 "required": True,
                 "description": (
-                    "A JSON array of call and feedback records (schema 1), usually sent "
+                    "A JSON array of call and feedback records (schema 1; see the "
+                    "`CallRecord` and `FeedbackRecord` schemas), usually sent "
                     "with `Content-Encoding: gzip`. Each record is validated on its own: "
                     "invalid ones get `status: error` in the result, the rest are stored. "
                     f"At most {limits.max_batch_records} records and "

@@ -265,4 +265,33 @@ def create_app(
                 module = importlib.import_module(f".{name}", __package__)
                 installed.append(module.install(app))
     app.add_middleware(Guard, limits=limits)
+    _document_records(app)
     return app
+
+
+def _document_records(app: FastAPI) -> None:
+    """Publish the record schemas (ingest items) under ``components.schemas``.
+
+    The ingest body is declared as an array of objects because each record is
+    validated on its own (bad ones get a per-record error); the schemas here
+    say what a valid record is.
+    """
+    from ._models import CallRecord, FeedbackRecord
+
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = build()
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        for model in (CallRecord, FeedbackRecord):
+            doc = model.model_json_schema(
+                by_alias=True, ref_template="#/components/schemas/{model}"
+            )
+            schemas.update(doc.pop("$defs", {}))
+            schemas[model.__name__] = doc
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -125,7 +125,7 @@ class SdkInfo(_Open):
 class CallRecord(_Closed):
     """A ``call`` record."""
 
-    schema_: SchemaVersion = Field(alias="schema")
+    schema_: SchemaVersion = Field(alias="schema", json_schema_extra={"const": 1})
     type: Literal["call"]
     id: Name
     ts: Timestamp
@@ -153,7 +153,7 @@ class CallRecord(_Closed):
 class FeedbackRecord(_Closed):
     """A ``feedback`` record."""
 
-    schema_: SchemaVersion = Field(alias="schema")
+    schema_: SchemaVersion = Field(alias="schema", json_schema_extra={"const": 1})
     type: Literal["feedback"]
     id: Name
     ts: Timestamp
