@@ -13,6 +13,7 @@ switched at any time:
 * :meth:`fail` answers a status (500, 429 with ``Retry-After`` ...), for the
   next ``times`` requests or until switched;
 * :meth:`too_large` answers 413 to batches of more than ``n`` records;
+* :meth:`partial_errors` answers 200 with some per-record errors;
 * :meth:`slow` waits before answering;
 * :meth:`black_hole` reads the request and never answers (ingest only, or
   every request).
@@ -45,6 +46,7 @@ class Request:
     encoding: str | None
     ids: list[str]
     status: int | None  # None: black-holed, never answered
+    rejected: list[str] = field(default_factory=list)  # per-record errors in a 200
 
 
 @dataclass
@@ -54,6 +56,7 @@ class _Mode:
     retry_after: str | None = None
     max_records: int | None = None
     delay: float = 0.0
+    error_every: int = 0  # answer a per-record error for every n-th record
     black_hole: bool = False
     black_hole_all: bool = False  # GETs (the routing config poll) too
     release: threading.Event = field(default_factory=threading.Event)
@@ -133,7 +136,7 @@ class Collector:
 
     def ids(self) -> list[str]:
         """Every record id accepted so far, duplicates included, in arrival order."""
-        return [i for r in self.accepted() for i in r.ids]
+        return [i for r in self.accepted() for i in r.ids if i not in r.rejected]
 
     def duplicates(self) -> dict[str, int]:
         """Ids accepted more than once, with their counts."""
@@ -178,6 +181,10 @@ class Collector:
     def too_large(self, max_records: int) -> None:
         """Answer 413 to any batch of more than ``max_records`` records, else 200."""
         self._set(_Mode(max_records=max_records))
+
+    def partial_errors(self, every: int) -> None:
+        """Answer 200 with a per-record ``error`` result for every ``every``-th record."""
+        self._set(_Mode(error_every=every))
 
     def slow(self, delay: float) -> None:
         """Wait ``delay`` seconds before answering 200."""
@@ -289,7 +296,16 @@ class Collector:
         headers = {}
         if status != 200 and mode.retry_after is not None:
             headers["Retry-After"] = mode.retry_after
-        h._answer(status, b"{}", headers)
+        body = b"{}"
+        if status == 200 and mode.error_every:
+            results = []
+            for k, i in enumerate(ids):
+                bad = k % mode.error_every == 0
+                results.append({"id": i, "status": "error" if bad else "ok"})
+                if bad:
+                    req.rejected.append(i)
+            body = json.dumps({"results": results}).encode()
+        h._answer(status, body, headers)
 
     def _record(self, req: Request) -> None:
         with self._lock:

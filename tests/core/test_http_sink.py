@@ -165,6 +165,21 @@ def test_spooled_batch_rejected_on_replay_is_deleted_not_retried(
     assert list((tmp_path / "spool").rglob("*.jsonl.gz*")) == []
 
 
+def test_per_record_errors_count_as_rejected(collector: Collector, tmp_path: Path) -> None:
+    """Records the server marks as errors in a 200 answer are dropped as rejected, not resent."""
+    collector.partial_errors(every=3)
+    ls = _client(collector, tmp_path, flush_interval=10.0)
+    ids = capture(ls, 9)
+    assert ls.flush(5)
+    assert ls.shutdown(2)
+    assert len(collector.requests) == 1
+    assert collector.ids() == [i for k, i in enumerate(ids) if k % 3]
+    stats = ls.stats()
+    assert stats["sent"] == 6
+    assert stats["dropped_by_reason"] == {"rejected": 3}
+    assert_accounted(stats)
+
+
 def test_backoff_is_capped_so_recovery_is_prompt(collector: Collector, tmp_path: Path) -> None:
     """After many failures the capped backoff (max_backoff) still retries soon after recovery."""
     collector.fail(503)
