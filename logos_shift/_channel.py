@@ -3,7 +3,10 @@
 The caller's thread only ever calls :meth:`Channel.put` (a lock, a deque
 append and two counter bumps).  Everything else runs on the shared background
 thread (:mod:`logos_shift._worker`): encoding, the local copy, uploads, spills
-to the disk spool and replays from it.
+to the disk spool and replays from it (those four in :mod:`logos_shift._upload`).
+The one exception is a shutdown past its upload budget: the closing thread
+spools what is left (:meth:`Channel.spill_queue`), including the batch of an
+upload that is stuck.
 
 Accounting: every record handed to ``put`` is counted in ``captured`` and ends
 in exactly one of ``sent`` (delivered to the primary destination: the server
