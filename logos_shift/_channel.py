@@ -3,7 +3,7 @@
 The caller's thread only ever calls :meth:`Channel.put` (a lock, a deque
 append and two counter bumps).  Everything else runs on the shared background
 thread (:mod:`logos_shift._worker`): encoding, the local copy, uploads, spills
-to the disk spool and replays from it (those four in :mod:`logos_shift._upload`).
+to the disk spool and replays from it (the last three in :mod:`logos_shift._upload`).
 The one exception is a shutdown past its upload budget: the closing thread
 spools what is left (:meth:`Channel.spill_queue`), including the batch of an
 upload that is stuck.
