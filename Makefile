@@ -18,6 +18,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) examples/quickstart.py
+	$(PY) examples/full_loop.py
 
 test: $(STAMP)
 	$(PY) -m pytest
