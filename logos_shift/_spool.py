@@ -29,6 +29,13 @@ from . import _guard
 _SUFFIX = ".jsonl.gz"
 _STALE_CLAIM_S = 60.0
 
+# Claims this process holds right now, across every Spool object.  A claim
+# file carrying this process's pid but missing here was left by an earlier
+# process that had the same pid (a container's app is often pid 1 on every
+# start), so recover() releases it instead of waiting for it forever.
+_OWN_CLAIMS: set[str] = set()
+_OWN_CLAIMS_LOCK = threading.Lock()
+
 
 def _pid_alive(pid: int) -> bool:
     if pid <= 0:  # os.kill(0 or -1, ...) would ask about whole process groups
@@ -56,6 +63,7 @@ class Claim:
             self.path.unlink()
         except FileNotFoundError:
             pass
+        _forget(self.path)
 
     def release(self) -> None:
         """The upload failed: put the batch back for a later attempt."""
@@ -63,6 +71,7 @@ class Claim:
             os.rename(self.path, self.original)
         except FileNotFoundError:
             pass
+        _forget(self.path)
 
 
 @dataclass
@@ -195,11 +204,15 @@ class Spool:
         """Claim the oldest waiting batch, or None if there is none."""
         for path in self._ready():
             claimed = path.with_name(f"{path.name}.{os.getpid()}.inflight")
+            with _OWN_CLAIMS_LOCK:
+                _OWN_CLAIMS.add(str(claimed))
             try:
                 os.rename(path, claimed)
             except FileNotFoundError:
+                _forget(claimed)
                 continue  # another process won this one
             except OSError:
+                _forget(claimed)
                 return None  # a read-only spool: its batches cannot be claimed
             try:
                 data = gzip.decompress(claimed.read_bytes())
@@ -211,6 +224,7 @@ class Spool:
                     os.rename(claimed, claimed.with_name(claimed.name + ".corrupt"))
                 except OSError:
                     pass
+                _forget(claimed)
                 continue
             lines = [ln for ln in data.split(b"\n") if ln]
             return Claim(claimed, path, lines)
@@ -240,8 +254,13 @@ class Spool:
             elif e.name.endswith(".inflight"):
                 base, pid_s, _ = e.name.rsplit(".", 2)
                 pid = int(pid_s) if pid_s.isdigit() else -1
-                mine = pid == os.getpid()
-                if not mine and (not _pid_alive(pid) or age > 10 * _STALE_CLAIM_S):
+                if pid == os.getpid():
+                    with _OWN_CLAIMS_LOCK:
+                        held = e.path in _OWN_CLAIMS
+                    stale = not held
+                else:
+                    stale = not _pid_alive(pid) or age > 10 * _STALE_CLAIM_S
+                if stale:
                     try:
                         os.rename(e.path, self.dir / base)
                         released += 1
@@ -274,6 +293,11 @@ class Spool:
                     self._own_evicted["spool_expired" if too_old else "spool_full"] += n
                 total -= size
                 count -= 1
+
+
+def _forget(claimed: Path) -> None:
+    with _OWN_CLAIMS_LOCK:
+        _OWN_CLAIMS.discard(str(claimed))
 
 
 def _records_in(name: str) -> int:

@@ -111,6 +111,26 @@ def test_recover_releases_dead_claims_and_stale_temp_files(tmp_path: Path) -> No
     assert claim.lines == _lines("dead", 1)
 
 
+def test_recover_releases_claims_of_an_earlier_process_with_our_pid(tmp_path: Path) -> None:
+    """A claim named with our pid that this process never made (pid reuse) is released."""
+    sp = _spool(tmp_path)
+    assert sp.write(_lines("earlier-run", 1))
+    time.sleep(0.002)
+    assert sp.write(_lines("ours", 1))
+    earlier, _ = sorted(tmp_path.iterdir())
+    os.rename(earlier, earlier.with_name(f"{earlier.name}.{os.getpid()}.inflight"))
+    ours = sp.claim_oldest()  # a live claim of this very process
+    assert ours is not None
+    assert ours.lines == _lines("ours", 1)
+    assert _spool(tmp_path).recover() == 1  # any Spool object of this process knows its claims
+    assert earlier.exists()
+    assert ours.path.exists()
+    ours.done()
+    again = sp.claim_oldest()
+    assert again is not None
+    assert again.lines == _lines("earlier-run", 1)
+
+
 def test_corrupt_batch_is_quarantined_not_retried(tmp_path: Path) -> None:
     """A torn gzip file is set aside as .corrupt and counted; the next batch is served."""
     sp = _spool(tmp_path)
