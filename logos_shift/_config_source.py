@@ -292,7 +292,11 @@ class ServerSource:
         if self._etag:
             headers["If-None-Match"] = self._etag
         try:
-            resp = self._session.get(self.url, headers=headers, timeout=self._timeout)
+            # A short connect timeout: the poll runs on the shared worker thread,
+            # and a black-holed server must not hold up everyone's uploads.
+            resp = self._session.get(
+                self.url, headers=headers, timeout=(min(3.0, self._timeout), self._timeout)
+            )
             try:
                 status, body, etag = resp.status_code, resp.content, resp.headers.get("ETag")
             finally:

@@ -111,7 +111,7 @@ class Router:
             api_key=settings.api_key,
             state_dir=settings.state_dir,
             refresh_seconds=settings.refresh_seconds,
-            timeout=min(settings.http_timeout, 10.0),
+            timeout=min(settings.http_timeout, 5.0),
         )
 
     # -- config ------------------------------------------------------------
