@@ -55,6 +55,12 @@ def _resource(client: Any) -> Any:
     )
 
 
+def _helper(client: Any) -> Any:
+    """The resource with ``.stream()``: openai before 1.92 kept it under ``beta``."""
+    res = _resource(client)
+    return res if hasattr(res, "stream") else client.beta.chat.completions
+
+
 def _kwargs(client: Any, stream: bool) -> dict[str, Any]:
     if isinstance(client, (openai.OpenAI, openai.AsyncOpenAI)):
         kw: dict[str, Any] = {"model": "gpt-4o-mini", "messages": MSG}
@@ -104,7 +110,7 @@ def run_sync(client: Any, form: str, exit: str) -> dict[str, Any]:
                     gc.collect()
         elif form == "helper":
             kw = _kwargs(client, False)
-            with res.stream(**kw) as s:
+            with _helper(client).stream(**kw) as s:
                 view["type"] = type(s).__name__
                 if exit == "exhaust":
                     seen.extend(
@@ -168,7 +174,7 @@ async def run_async(client: Any, form: str, exit: str) -> dict[str, Any]:
                 elif exit == "gc":
                     await s.close()  # async streams are closed by the loop, not by gc
         elif form == "helper":
-            async with res.stream(**_kwargs(client, False)) as s:
+            async with _helper(client).stream(**_kwargs(client, False)) as s:
                 view["type"] = type(s).__name__
                 if exit == "exhaust":
                     seen.extend(
