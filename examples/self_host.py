@@ -20,6 +20,7 @@ import openai
 import requests
 
 import logos_shift
+from logos_shift import _patch_api  # until patch_* are re-exported by logos_shift
 from logos_shift.server import Database, create_app, create_key, serve_in_thread
 from logos_shift.testing import FakeProvider
 
@@ -54,17 +55,18 @@ def main() -> None:
             state_dir=str(workdir / "state"),
             flush_interval=0.2,
         )
-        patched = hasattr(logos_shift, "patch_openai")
+        # The client polls the config in the background; fetch it now so the
+        # very first calls are already routed.
+        ls.router.refresh_now()
+        patch_openai = getattr(logos_shift, "patch_openai", None) or _patch_api.patch_openai
+        patch_openai()  # every openai call is captured from here on
         client = openai.OpenAI(base_url=fake.openai_base_url, api_key="fake")
         try:
-            if patched:
-                logos_shift.patch_openai()  # type: ignore[attr-defined]
-                _patched_traffic(ls, client)
-            else:
-                _decorated_traffic(ls, client)
+            _traffic(ls, client)
             ls.flush(10)
         finally:
             client.close()
+            _patch_api.unpatch_openai()
             ls.shutdown(10)
 
         datasets = admin.get(f"{server.url}/v1/datasets", timeout=10).json()["datasets"]
@@ -86,7 +88,7 @@ def main() -> None:
     db.dispose()
 
 
-def _patched_traffic(ls: Any, client: openai.OpenAI) -> None:
+def _traffic(ls: Any, client: openai.OpenAI) -> None:
     for i in range(20):
         with logos_shift.context(dataset="support", user_id=f"user-{i}"):
             reply = client.chat.completions.create(
@@ -94,19 +96,6 @@ def _patched_traffic(ls: Any, client: openai.OpenAI) -> None:
             )
         # Feedback by the provider's own response id: no id mapping to keep.
         ls.provide_feedback(reply.id, "success" if i % 4 else "failure")
-
-
-def _decorated_traffic(ls: Any, client: openai.OpenAI) -> None:
-    @ls(dataset="support")
-    def ask(question: str) -> dict[str, Any]:
-        reply = client.chat.completions.create(
-            model="gpt-4o", messages=[{"role": "user", "content": question}]
-        )
-        return {"answer": reply.choices[0].message.content, "response_id": reply.id}
-
-    for i in range(20):
-        result = ask(f"question {i}", logos_shift_metadata={"user_id": f"user-{i}"})
-        ls.provide_feedback(result["logos_shift_id"], "success" if i % 4 else "failure")
 
 
 if __name__ == "__main__":

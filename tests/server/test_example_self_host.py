@@ -25,6 +25,6 @@ def test_self_host_example(tmp_path: Path) -> None:
     assert "route 'support': HTTP 201, config version 1" in out
     assert "dataset support: 20 calls, 20 with feedback" in out
     variant_calls = [int(n) for n in re.findall(r"^variant \S+: calls=(\d+)", out, re.M)]
-    if variant_calls:  # the patched-SDK path records route and variant
-        assert sum(variant_calls) == 20
-        assert "fine-tuning examples (outcome=success): 15" in out
+    assert len(variant_calls) == 2
+    assert sum(variant_calls) == 20
+    assert "fine-tuning examples (outcome=success): 15" in out
