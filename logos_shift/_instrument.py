@@ -253,7 +253,7 @@ def _make_sync(
                 raise
         with _guard.guard("capture_result"):
             parsed = result
-            if call.raw == "true":
+            if call.raw in ("true", "raw"):
                 parsed = result.parse()
             elif call.raw is not None:
                 parsed = None
@@ -283,7 +283,7 @@ def _make_async(
                 raise
         with _guard.guard("capture_result"):
             parsed = result
-            if call.raw == "true":
+            if call.raw in ("true", "raw"):
                 parsed = result.parse()
                 if inspect.isawaitable(parsed):  # anthropic's AsyncAPIResponse
                     parsed = await parsed

@@ -27,7 +27,7 @@ class StreamCapture:
     stream can finish it after the user drops the stream.
     """
 
-    __slots__ = ("assemble", "chunks", "done", "hide", "record", "size", "t0", "ttft")
+    __slots__ = ("active", "assemble", "chunks", "done", "hide", "record", "size", "t0", "ttft")
 
     def __init__(
         self,
@@ -45,6 +45,9 @@ class StreamCapture:
         self.chunks: list[Any] = []
         self.ttft: float | None = None
         self.done = False
+        #: True while the SDK's own iterator runs (it closes the response itself
+        #: on exhaustion or error; that close must not count as "partial").
+        self.active = False
 
     def on_chunk(self, chunk: Any) -> None:
         """Remember one chunk (by reference; assembly happens at the end)."""
@@ -78,10 +81,17 @@ class StreamCapture:
             _records.submit(rec, self.size + 200 * len(self.chunks))
 
 
-def _sync_gen(inner: Iterator[Any], cap: StreamCapture) -> Iterator[Any]:
+def _sync_gen(inner: Any, cap: StreamCapture) -> Iterator[Any]:
     hide = cap.hide
     try:
-        for chunk in inner:
+        while True:
+            cap.active = True
+            try:
+                chunk = next(inner)
+            except StopIteration:
+                break
+            finally:
+                cap.active = False
             cap.on_chunk(chunk)
             if hide is not None and hide(chunk):
                 continue
@@ -95,10 +105,17 @@ def _sync_gen(inner: Iterator[Any], cap: StreamCapture) -> Iterator[Any]:
     cap.finish("completed")
 
 
-async def _async_gen(inner: AsyncIterator[Any], cap: StreamCapture) -> AsyncIterator[Any]:
+async def _async_gen(inner: Any, cap: StreamCapture) -> AsyncIterator[Any]:
     hide = cap.hide
     try:
-        async for chunk in inner:
+        while True:
+            cap.active = True
+            try:
+                chunk = await inner.__anext__()
+            except StopAsyncIteration:
+                break
+            finally:
+                cap.active = False
             cap.on_chunk(chunk)
             if hide is not None and hide(chunk):
                 continue
@@ -152,6 +169,37 @@ def instrument(stream: Any, cap: StreamCapture, is_async: bool) -> None:
                 cap.finish("partial")
 
         close = sclose
+    response = getattr(stream, "response", None)
+    response_close = _response_hook(response, cap, is_async)
     weakref.finalize(stream, _on_gc, cap)
+    if response_close is not None:
+        # openai's ChatCompletionStream.close() closes the HTTP response directly.
+        setattr(response, "aclose" if is_async else "close", response_close)
     stream.close = close
     stream._iterator = wrapped_iter
+
+
+def _response_hook(response: Any, cap: StreamCapture, is_async: bool) -> Any:
+    name = "aclose" if is_async else "close"
+    original = getattr(response, name, None)
+    if original is None or not hasattr(response, "__dict__"):
+        return None
+    if is_async:
+
+        async def aclose() -> None:
+            try:
+                await original()
+            finally:
+                if not cap.active:
+                    cap.finish("partial")
+
+        return aclose
+
+    def close() -> None:
+        try:
+            original()
+        finally:
+            if not cap.active:
+                cap.finish("partial")
+
+    return close
