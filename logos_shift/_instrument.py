@@ -160,9 +160,12 @@ class _Call:
 def _set_id(obj: Any, call_id: str) -> None:
     with _guard.guard("set_id"):
         _guard.fault("set_id")
-        # object.__setattr__: pydantic would put a plain setattr into the
-        # model's extra fields, changing what model_dump() returns.
-        object.__setattr__(obj, "logos_shift_id", call_id)
+        if hasattr(obj, "model_dump"):
+            # object.__setattr__: pydantic would put a plain setattr into the
+            # model's extra fields, changing what model_dump() returns.
+            object.__setattr__(obj, "logos_shift_id", call_id)
+        else:  # streams, and proxies around them (another library's wrapper)
+            obj.logos_shift_id = call_id
 
 
 def _instance() -> Any:
