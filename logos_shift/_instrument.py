@@ -537,7 +537,7 @@ def patch_openai() -> None:
 
 
 def patch_anthropic() -> None:
-    """Capture every call of the anthropic SDK (>=0.40,<3), beta messages included.
+    """Capture every call of the anthropic SDK (>=0.49,<3), beta messages included.
 
     Covers ``messages.create/stream/parse`` (and ``beta.messages``), sync and async.
 

@@ -1,4 +1,8 @@
-"""The anthropic SDK (0.x - 2.x): patch targets and stream assembly."""
+"""The anthropic SDK (0.49 - 2.x): patch targets and stream assembly.
+
+Older releases (< 0.49) build the helper's MessageStream from a fresh Stream
+over the raw response, so the helper could not be captured; they are not supported.
+"""
 
 from __future__ import annotations
 
@@ -83,7 +87,8 @@ def assemble_messages(chunks: Sequence[Any], record: dict[str, Any]) -> None:
 
 def _targets() -> tuple[Target, ...]:
     out: list[Target] = []
-    for module, source in ((_MSG, "anthropic.messages"), (_BETA, "anthropic.beta.messages")):
+    pairs = ((_MSG, "anthropic.messages"), (_BETA, "anthropic.beta.messages"))
+    for module, source in pairs:
         for cls in ("Messages", "AsyncMessages"):
             out.append(Target(module, cls, "create", source, assemble_messages))
             out.append(
@@ -96,7 +101,7 @@ def _targets() -> tuple[Target, ...]:
 PROVIDER = Provider(
     name="anthropic",
     package="anthropic",
-    min_version=(0, 40),
+    min_version=(0, 49),
     max_version=(3,),
     targets=_targets(),
 )

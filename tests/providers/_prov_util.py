@@ -67,6 +67,11 @@ def _kw(sdk: str) -> dict[str, Any]:
     return {"model": AN_MODEL, "max_tokens": 50, "messages": msgs}
 
 
+def _helper(client: Any, res: Any) -> Any:
+    # openai 1.x keeps the chat stream() helper under client.beta.
+    return res if hasattr(res, "stream") else client.beta.chat.completions
+
+
 def run_sync(sdk: str, fp: FakeProvider, api: str, exit_: str) -> Any:
     """Run one sync scenario and return what the user saw."""
     client = _make(sdk, fp, False)
@@ -94,7 +99,7 @@ def run_sync(sdk: str, fp: FakeProvider, api: str, exit_: str) -> Any:
                 gc.collect()
             return out
         # helper: chat.completions.stream() / messages.stream()
-        mgr = res.stream(**kw)
+        mgr = _helper(client, res).stream(**kw)
         if exit_ == "gc":
             st = mgr.__enter__()
             out = _consume(st, "first")
@@ -142,7 +147,7 @@ async def _arun(sdk: str, fp: FakeProvider, api: str, exit_: str) -> Any:
             out = [norm(await s.__anext__())]
             await s.close()
             return out
-        async with res.stream(**kw) as st:
+        async with _helper(client, res).stream(**kw) as st:
             if exit_ == "exhaust":
                 if sdk == "anthropic":
                     return [await st.get_final_text()]

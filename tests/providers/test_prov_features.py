@@ -44,8 +44,13 @@ def test_openai_other_methods(fake_provider: FakeProvider) -> None:
         r = c.responses.create(model=OA_MODEL, input="alpha")
         with c.responses.stream(model=OA_MODEL, input="beta") as s:
             final = s.get_final_response()
-        p = c.chat.completions.parse(model=OA_MODEL, messages=MSGS)
+        chat = (
+            c.chat.completions if hasattr(c.chat.completions, "parse") else c.beta.chat.completions
+        )
+        p = chat.parse(model=OA_MODEL, messages=MSGS)
         e = c.embeddings.create(model="text-embedding-3-small", input="gamma")
+        if not hasattr(c.responses, "parse"):  # openai < 1.70
+            return
         rp = c.responses.parse(model=OA_MODEL, input="delta")
         calls = cap.calls
     assert [x["source"] for x in calls] == [
