@@ -283,3 +283,42 @@ def test_anthropic_stream_helper_routing(fake_provider: FakeProvider, tmp_path: 
     assert rec["fallback"] is True
     assert rec["served_model"] == AN_MODEL
     assert rec["stream"]["status"] == "completed"
+
+
+def test_raw_response_stream(fake_provider: FakeProvider) -> None:
+    """A stream read through with_raw_response(...).parse() is captured once, completed."""
+    with capture_records() as cap, _oa(fake_provider) as c:
+        raw = c.chat.completions.with_raw_response.create(
+            model=OA_MODEL, messages=MSGS, stream=True
+        )
+        stream = raw.parse()
+        assert isinstance(stream, openai.Stream)
+        text = "".join(ch.choices[0].delta.content or "" for ch in stream)
+        calls = cap.calls
+    assert text == "Echo: hi there"
+    assert len(calls) == 1
+    assert calls[0]["stream"]["status"] == "completed"
+    assert calls[0]["output"]["choices"][0]["message"]["content"] == text
+
+
+@pytest.mark.parametrize("otel", [True, False])
+def test_anthropic_native_tracing_on_or_off(fake_provider: FakeProvider, otel: bool) -> None:
+    """anthropic's own OpenTelemetry spans on or off, the captures are the same."""
+    if "open_telemetry" not in anthropic.Anthropic.__init__.__code__.co_varnames:
+        pytest.skip("this anthropic version has no native OpenTelemetry")
+    opt: Any = None if otel else False
+    kw: dict[str, Any] = {"model": AN_MODEL, "max_tokens": 20, "messages": MSGS}
+    with (
+        capture_records() as cap,
+        anthropic.Anthropic(
+            base_url=fake_provider.anthropic_base_url, api_key="k", max_retries=0,
+            open_telemetry=opt,
+        ) as a,
+    ):  # fmt: skip
+        m = a.messages.create(**kw)
+        with a.messages.stream(**kw) as s:
+            text = s.get_final_text()
+        calls = cap.calls
+    assert calls[0]["response_id"] == m.id
+    assert calls[1]["output"]["content"][0]["text"] == text
+    assert calls[1]["usage"] == {"input_tokens": 2, "output_tokens": 3}
