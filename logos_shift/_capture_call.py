@@ -1,0 +1,360 @@
+"""One captured SDK call: guards, timing, routing and record building.
+
+The wrappers made here are installed by :mod:`logos_shift._instrument`.  Every
+capture step runs in its own :class:`_guard.guard` block that never encloses
+the SDK call, so the SDK's result or exception reaches the caller unchanged
+(the same object).  The hot path only snapshots the kwargs and reads clocks;
+serialisation happens on the background thread.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import _client, _context, _fallback, _guard, _records, _snapshot, _streamwrap
+from .providers._contract import Provider, Target, fill_from_response
+
+_RAW_HEADER = "X-Stainless-Raw-Response"
+#: Request options that are transport details or may carry secrets: never recorded.
+_DROP = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
+#: Every guarded step name (failure-injection tests make each one raise in turn).
+STEPS: tuple[str, ...] = (
+    "capture_start",
+    "route",
+    "capture_result",
+    "capture_error",
+    "set_id",
+    "stream_wrap",
+    "stream_chunk",
+    "stream_finish",
+    "stream_manager",
+)
+
+
+class _Call:
+    """One SDK call being captured (lives on the caller's thread)."""
+
+    __slots__ = (
+        "control",
+        "decision",
+        "hide",
+        "kwargs",
+        "prov",
+        "raw",
+        "record",
+        "router",
+        "size",
+        "stream_types",
+        "t0",
+        "target",
+    )
+
+    def __init__(
+        self,
+        prov: Provider,
+        target: Target,
+        record: dict[str, Any],
+        size: int,
+        kwargs: dict[str, Any],
+        raw: Any,
+        stream_types: tuple[type, ...],
+    ) -> None:
+        self.prov = prov
+        self.target = target
+        self.record = record
+        self.size = size
+        self.kwargs = kwargs
+        self.raw = raw
+        self.stream_types = stream_types
+        self.decision: Any = None
+        self.control: Any = None
+        self.router: Any = None
+        self.hide: Callable[[Any], bool] | None = None
+        self.t0 = 0.0
+
+    # -- routing -----------------------------------------------------------
+    def can_fall_back(self, exc: Exception) -> bool:
+        """Whether a failed variant call should be re-sent with the control model."""
+        ok = False
+        with _guard.guard("route"):
+            d = self.decision
+            ok = bool(
+                d is not None and d.is_variant and d.fallback and _fallback.is_fallback_error(exc)
+            )
+            if ok:
+                self.router.record_result(d.route, d.variant, False)
+                self.record["fallback"] = True
+                self.record["error"] = _records.error_info(exc)
+                self.decision = None  # fall back once, and never report the arm again
+        return ok
+
+    def control_kwargs(self, original: dict[str, Any]) -> dict[str, Any]:
+        """The original request, sent to the control model."""
+        send = original
+        with _guard.guard("route"):
+            send = dict(original)
+            send["model"] = self.control or self.record["requested_model"]
+        self.t0 = time.perf_counter()
+        return send
+
+    def _report(self, ok: bool) -> None:
+        d = self.decision
+        if d is not None and d.is_variant:
+            self.router.record_result(d.route, d.variant, ok)
+
+    # -- outcome -----------------------------------------------------------
+    def failed(self, exc: BaseException) -> None:
+        """Record the SDK's exception (the caller re-raises the same object)."""
+        with _guard.guard("capture_error"):
+            _guard.fault("capture_error")
+            rec = self.record
+            rec["latency_ms"] = (time.perf_counter() - self.t0) * 1000.0
+            rec["error"] = _records.error_info(exc)
+            self._report(False)
+            _records.submit(rec, self.size)
+
+    def done(self, parsed: Any, result: Any) -> None:
+        """Capture a returned response, stream or raw response."""
+        _guard.fault("capture_result")
+        self._report(True)
+        rec = self.record
+        if isinstance(parsed, self.stream_types):
+            cap = _streamwrap.StreamCapture(
+                rec, self.size, self.t0, self.target.assemble, self.hide
+            )
+            _streamwrap.instrument(parsed, cap, is_async=self.target.is_async)
+            _set_id(parsed, rec["id"])
+            return
+        rec["latency_ms"] = (time.perf_counter() - self.t0) * 1000.0
+        if parsed is None:
+            # with_streaming_response: the body is the caller's to read; we
+            # record the call (status, latency) but not the output.
+            status = getattr(result, "status_code", None)
+            if isinstance(status, int) and status >= 400:
+                rec["error"] = {"type": "HTTPStatus", "message": "", "status": status}
+        else:
+            fill_from_response(parsed, rec)
+            _set_id(parsed, rec["id"])
+        _records.submit(rec, self.size)
+
+
+def _set_id(obj: Any, call_id: str) -> None:
+    with _guard.guard("set_id"):
+        _guard.fault("set_id")
+        if hasattr(obj, "model_dump"):
+            # object.__setattr__: pydantic would put a plain setattr into the
+            # model's extra fields, changing what model_dump() returns.
+            object.__setattr__(obj, "logos_shift_id", call_id)
+        else:  # streams, and proxies around them (another library's wrapper)
+            obj.logos_shift_id = call_id
+
+
+def _instance() -> Any:
+    return _context._scope.get().client or _client._current.get() or _client._default
+
+
+def _begin(
+    prov: Provider,
+    target: Target,
+    kwargs: dict[str, Any],
+    stream_types: tuple[type, ...],
+    sdk: dict[str, str],
+) -> _Call | None:
+    """Start a capture; None means "just call the SDK" (no instance, or a failure)."""
+    call = None
+    with _guard.guard("capture_start"):
+        _guard.fault("capture_start")
+        inst = _instance()
+        if inst is None:
+            return None
+        rec = _records.new_call(target.source, prov.name)
+        clean = {k: v for k, v in kwargs.items() if k not in _DROP}
+        rec["input"], size = _snapshot.snapshot(clean)
+        rec["requested_model"] = kwargs.get("model")
+        rec["sdk"] = sdk
+        headers = kwargs.get("extra_headers")
+        raw = headers.get(_RAW_HEADER) if headers else None
+        call = _Call(prov, target, rec, size, kwargs, raw, stream_types)
+        _route(call, inst)
+        if (
+            kwargs.get("stream") is True
+            and target.source in prov.stream_usage_sources
+            and prov.usage_only is not None
+            and inst.settings.inject_stream_usage
+        ):
+            opts = call.kwargs.get("stream_options")
+            if not opts or "include_usage" not in opts:
+                call.kwargs = {
+                    **call.kwargs,
+                    "stream_options": {**(opts or {}), "include_usage": True},
+                }
+                call.hide = prov.usage_only
+        _context.set_last_call_id(rec["id"])
+        call.t0 = time.perf_counter()
+    return call
+
+
+def _route(call: _Call, inst: Any) -> None:
+    with _guard.guard("route"):
+        _guard.fault("route")
+        router = inst.router
+        if router is None:
+            return
+        scope = _context.current()
+        d = router.decide(scope.dataset, call.kwargs.get("model"), scope.metadata)
+        if d is None:
+            return
+        rec = call.record
+        rec["route"], rec["variant"] = d.route, d.variant
+        send = dict(call.kwargs)
+        if d.model:
+            send["model"] = d.model
+        if d.param_overrides:
+            send.update(d.param_overrides)
+        call.control = d.control_model
+        call.kwargs = send
+        call.decision = d
+        call.router = router
+
+
+def make_sync(
+    prov: Provider, target: Target, types: tuple[type, ...], sdk: dict[str, str]
+) -> Callable[..., Any]:
+    """Build the wrapt wrapper of a sync target."""
+
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        call = _begin(prov, target, kwargs, types, sdk)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        try:
+            result = wrapped(*args, **call.kwargs)
+        except Exception as exc:
+            if not call.can_fall_back(exc):
+                call.failed(exc)
+                raise
+            try:
+                result = wrapped(*args, **call.control_kwargs(kwargs))
+            except Exception as exc2:
+                call.failed(exc2)
+                raise
+        with _guard.guard("capture_result"):
+            parsed = result
+            if call.raw in ("true", "raw"):
+                parsed = result.parse()
+            elif call.raw is not None:
+                parsed = None
+            call.done(parsed, result)
+        return result
+
+    return wrapper
+
+
+def make_async(
+    prov: Provider, target: Target, types: tuple[type, ...], sdk: dict[str, str]
+) -> Callable[..., Any]:
+    """Build the wrapt wrapper of an async target (``Async*`` class)."""
+
+    async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        call = _begin(prov, target, kwargs, types, sdk)
+        if call is None:
+            return await wrapped(*args, **kwargs)
+        try:
+            result = await wrapped(*args, **call.kwargs)
+        except Exception as exc:
+            if not call.can_fall_back(exc):
+                call.failed(exc)
+                raise
+            try:
+                result = await wrapped(*args, **call.control_kwargs(kwargs))
+            except Exception as exc2:
+                call.failed(exc2)
+                raise
+        with _guard.guard("capture_result"):
+            parsed = result
+            if call.raw in ("true", "raw"):
+                parsed = result.parse()
+                if inspect.isawaitable(parsed):  # anthropic's AsyncAPIResponse
+                    parsed = await parsed
+            elif call.raw is not None:
+                parsed = None
+            call.done(parsed, result)
+        return result
+
+    return wrapper
+
+
+def _request_attr(manager: Any) -> str | None:
+    # The managers keep the deferred request in a name-mangled attribute
+    # (``_MessageStreamManager__api_request``, ``_BetaMessageStreamManager__...``).
+    for name in vars(manager):
+        if name.endswith("__api_request"):
+            return str(name)
+    return None
+
+
+def make_manager(
+    prov: Provider, target: Target, types: tuple[type, ...], sdk: dict[str, str]
+) -> Callable[..., Any]:
+    """Wrap ``messages.stream()``: it bypasses ``create`` and defers the request."""
+
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        call = _begin(prov, target, kwargs, types, sdk)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        manager = wrapped(*args, **call.kwargs)
+        with _guard.guard("stream_manager"):
+            _guard.fault("stream_manager")
+            attr = _request_attr(manager)
+            if attr is None:
+                return manager
+            original = getattr(manager, attr)
+            fresh = call  # bound for the closures below
+
+            if target.is_async:
+
+                async def arequest() -> Any:
+                    fresh.t0 = time.perf_counter()
+                    try:
+                        raw = await original
+                    except Exception as exc:
+                        if not fresh.can_fall_back(exc):
+                            fresh.failed(exc)
+                            raise
+                        again = wrapped(*args, **fresh.control_kwargs(kwargs))
+                        try:
+                            raw = await getattr(again, attr)
+                        except Exception as exc2:
+                            fresh.failed(exc2)
+                            raise
+                    with _guard.guard("capture_result"):
+                        fresh.done(raw, raw)
+                    return raw
+
+                setattr(manager, attr, arequest())
+            else:
+
+                def request() -> Any:
+                    fresh.t0 = time.perf_counter()
+                    try:
+                        raw = original()
+                    except Exception as exc:
+                        if not fresh.can_fall_back(exc):
+                            fresh.failed(exc)
+                            raise
+                        again = wrapped(*args, **fresh.control_kwargs(kwargs))
+                        try:
+                            raw = getattr(again, attr)()
+                        except Exception as exc2:
+                            fresh.failed(exc2)
+                            raise
+                    with _guard.guard("capture_result"):
+                        fresh.done(raw, raw)
+                    return raw
+
+                setattr(manager, attr, request)
+        return manager
+
+    return wrapper
