@@ -23,7 +23,6 @@ from typing import Any
 import openai
 
 import logos_shift
-from logos_shift import _records
 from logos_shift.cli import main as cli
 from logos_shift.server import create_app, create_key
 from logos_shift.server._rollout_api import install
@@ -39,30 +38,7 @@ def ask(ls: Any, client: openai.OpenAI, user: str, question: str) -> Any:
     """One app call for one user: the router picks the model, the call is captured."""
     msgs = [{"role": "user", "content": question}]
     with logos_shift.context(dataset="support", user_id=user):
-        if hasattr(logos_shift, "patch_openai"):
-            return client.chat.completions.create(model="gpt-4o", messages=msgs)
-        # Until the openai patch is available, do by hand what it does for you.
-        rec = _records.new_call("openai.chat.completions", "openai")
-        decision = ls.router.decide("support", "gpt-4o", {"user_id": user}) if ls.router else None
-        model = decision.model if decision is not None and decision.model else "gpt-4o"
-        start = time.perf_counter()
-        resp = client.chat.completions.create(model=model, messages=msgs)
-        rec.update(
-            input={"model": "gpt-4o", "messages": msgs},
-            output=resp.model_dump(),
-            requested_model="gpt-4o",
-            served_model=resp.model,
-            response_id=resp.id,
-            latency_ms=(time.perf_counter() - start) * 1000,
-            usage={
-                "input_tokens": resp.usage.prompt_tokens if resp.usage else None,
-                "output_tokens": resp.usage.completion_tokens if resp.usage else None,
-            },
-        )
-        if decision is not None:
-            rec.update(route=decision.route, variant=decision.variant)
-        _records.submit(rec)
-        return resp
+        return client.chat.completions.create(model="gpt-4o", messages=msgs)  # type: ignore[arg-type]
 
 
 def traffic(
@@ -148,8 +124,7 @@ def main() -> None:
                 spool_dir=str(tmp / "spool"),
                 state_dir=str(tmp / "state"),
             )
-            if hasattr(logos_shift, "patch_openai"):
-                logos_shift.patch_openai()
+            logos_shift.patch_openai()
             cli_args = ["--server", server.url, "--api-key", admin_key]
 
             print("1. capture: 80 calls to gpt-4o, users rate them")

@@ -1,54 +1,60 @@
-"""Capture every openai call: plain, streamed, and the Responses API.
+"""Capture every openai SDK call with one line: ``patch_openai()``.
 
-Runs offline against ``logos_shift.testing.FakeProvider``; with ``OPENAI_API_KEY``
-set it calls the real API instead.  ``python examples/openai_patch.py``
+Runs offline against a local fake OpenAI server unless ``OPENAI_API_KEY`` is set,
+then prints what was captured (a temporary JSONL file).
+``python examples/openai_patch.py``
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
-from collections.abc import Iterator
+import tempfile
+from pathlib import Path
 
 import openai
 
 import logos_shift
-from logos_shift._patch_api import patch_openai  # logos_shift.patch_openai once re-exported
-from logos_shift.testing import FakeProvider, capture_records
+from logos_shift.testing import FakeProvider
 
 
-@contextlib.contextmanager
-def make_client() -> Iterator[openai.OpenAI]:
-    if os.environ.get("OPENAI_API_KEY"):
-        with openai.OpenAI() as client:
-            yield client
-        return
-    with FakeProvider() as fp, openai.OpenAI(base_url=fp.openai_base_url, api_key="x") as client:
-        yield client
+def main(path: Path, base_url: str | None) -> None:
+    ls = logos_shift.init(filename=str(path))
+    logos_shift.patch_openai()
+    client = openai.OpenAI(base_url=base_url, api_key=os.environ.get("OPENAI_API_KEY", "offline"))
+    model = "gpt-4o-mini"
+    messages = [{"role": "user", "content": "Say hello in French."}]
 
+    with logos_shift.context(dataset="greetings", user_id="u42"):
+        reply = client.chat.completions.create(model=model, messages=messages)  # type: ignore[arg-type]
+        print("reply:   ", reply.choices[0].message.content)
+        stream = client.chat.completions.create(model=model, messages=messages, stream=True)  # type: ignore[arg-type]
+        print("streamed:", "".join(c.choices[0].delta.content or "" for c in stream if c.choices))
+        resp = client.responses.create(model=model, input="Say hello in Spanish.")
+        print("response:", resp.output_text)
 
-def main() -> None:
-    patch_openai()  # before creating clients
-    msgs = [{"role": "user", "content": "Say hello in three words"}]
-    with capture_records() as cap, make_client() as client:
-        with logos_shift.context(user_id="u42"):
-            reply = client.chat.completions.create(model="gpt-4o-mini", messages=msgs)
-        print("reply:", reply.choices[0].message.content, "| logos id:", reply.logos_shift_id)
-        stream = client.chat.completions.create(model="gpt-4o-mini", messages=msgs, stream=True)
-        for i, chunk in enumerate(stream):
-            print("chunk:", repr(chunk.choices[0].delta.content))
-            if i == 2:
-                break  # an early exit is still recorded, as "partial"
-        stream.close()
-        client.responses.create(model="gpt-4o-mini", input="Say hello")
-        logos_shift.provide_feedback(reply.id, "success")  # the provider's id works
-        for rec in cap.calls:
-            print(
-                f"{rec['source']:26} model={rec['served_model']} "
-                f"stream={rec['stream'] and rec['stream']['status']} usage={rec['usage']}"
-            )
-        print("feedback records:", len(cap.feedback))
+    # Feedback can target the provider's own id.
+    ls.provide_feedback(reply.id, "success", score=1.0)
+    client.close()
+    ls.shutdown(timeout=5)
+
+    print(f"captured to {path}:")
+    for line in path.read_text().splitlines():
+        rec = json.loads(line)
+        if rec["type"] == "call":
+            usage = rec["usage"] or {}
+            print(f"  call {rec['source']:<24} model={rec['served_model']} "
+                  f"stream={(rec['stream'] or {}).get('status')} "
+                  f"tokens={usage.get('input_tokens')}/{usage.get('output_tokens')} "
+                  f"response_id={rec['response_id']}")  # fmt: skip
+        else:
+            print(f"  feedback {rec['outcome']} -> {rec['target']}")
 
 
 if __name__ == "__main__":
-    main()
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        url = None
+        if not os.environ.get("OPENAI_API_KEY"):
+            url = stack.enter_context(FakeProvider()).openai_base_url
+        main(Path(tmp) / "calls.jsonl", url)

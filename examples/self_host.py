@@ -20,7 +20,6 @@ import openai
 import requests
 
 import logos_shift
-from logos_shift import _patch_api  # until patch_* are re-exported by logos_shift
 from logos_shift.server import Database, create_app, create_key, serve_in_thread
 from logos_shift.testing import FakeProvider
 
@@ -58,15 +57,14 @@ def main() -> None:
         # The client polls the config in the background; fetch it now so the
         # very first calls are already routed.
         ls.router.refresh_now()
-        patch_openai = getattr(logos_shift, "patch_openai", None) or _patch_api.patch_openai
-        patch_openai()  # every openai call is captured from here on
+        logos_shift.patch_openai()  # every openai call is captured from here on
         client = openai.OpenAI(base_url=fake.openai_base_url, api_key="fake")
         try:
             _traffic(ls, client)
             ls.flush(10)
         finally:
             client.close()
-            _patch_api.unpatch_openai()
+            logos_shift.unpatch_openai()
             ls.shutdown(10)
 
         datasets = admin.get(f"{server.url}/v1/datasets", timeout=10).json()["datasets"]

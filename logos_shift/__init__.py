@@ -22,6 +22,14 @@ from importlib.metadata import version as _version
 
 from ._client import LogosShift, context, get_client, init, provide_feedback
 from ._context import last_call_id
+from ._instrument import (
+    patch_all,
+    patch_anthropic,
+    patch_openai,
+    unpatch_all,
+    unpatch_anthropic,
+    unpatch_openai,
+)
 
 try:
     __version__ = _version("logos-shift")
@@ -35,5 +43,11 @@ __all__ = [
     "get_client",
     "init",
     "last_call_id",
+    "patch_all",
+    "patch_anthropic",
+    "patch_openai",
     "provide_feedback",
+    "unpatch_all",
+    "unpatch_anthropic",
+    "unpatch_openai",
 ]

@@ -20,8 +20,8 @@ from ._capture_call import STEPS, make_async, make_manager, make_sync
 from .providers._contract import Provider, parse_version
 
 _MODULES = {
-    "openai": "logos_shift.providers._openai",
-    "anthropic": "logos_shift.providers._anthropic",
+    "openai": "logos_shift.providers.openai",
+    "anthropic": "logos_shift.providers.anthropic",
 }
 
 _lock = threading.RLock()

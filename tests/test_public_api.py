@@ -11,7 +11,13 @@ EXPECTED = [
     "get_client",
     "init",
     "last_call_id",
+    "patch_all",
+    "patch_anthropic",
+    "patch_openai",
     "provide_feedback",
+    "unpatch_all",
+    "unpatch_anthropic",
+    "unpatch_openai",
 ]
 
 

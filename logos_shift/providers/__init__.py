@@ -1,33 +1,16 @@
-"""Built-in providers: one module per SDK, each declarative (see ``_base``)."""
+"""Built-in SDK providers, one declarative module per SDK.
+
+Each module (:mod:`.openai`, :mod:`.anthropic`) defines a ``PROVIDER``: the
+methods to patch, the supported version range and how to read the SDK's
+requests, responses and stream chunks.  The shared contract is in
+:mod:`._contract`; the wrapping, stream and guard machinery that uses it lives
+in :mod:`logos_shift._capture_call`, :mod:`logos_shift._streamwrap` and
+:mod:`logos_shift._instrument`.  A provider module is imported only when its
+SDK is patched.
+"""
 
 from __future__ import annotations
 
-from importlib import import_module
+from ._contract import Provider, Target
 
-from ._base import Provider
-
-#: Built-in provider names → ``module:Class`` (imported only when patched).
-BUILTIN: dict[str, str] = {
-    "openai": "logos_shift.providers.openai:OpenAIProvider",
-    "anthropic": "logos_shift.providers.anthropic:AnthropicProvider",
-}
-
-
-def load(name: str) -> Provider:
-    """Instantiate the built-in provider ``name``.
-
-    Args:
-        name: ``"openai"`` or ``"anthropic"``.
-
-    Returns:
-        The provider object.
-
-    Raises:
-        KeyError: ``name`` is not a built-in provider.
-    """
-    module, _, cls = BUILTIN[name].partition(":")
-    provider: Provider = getattr(import_module(module), cls)()
-    return provider
-
-
-__all__ = ["BUILTIN", "Provider", "load"]
+__all__ = ["Provider", "Target"]

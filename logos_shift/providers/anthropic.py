@@ -1,152 +1,107 @@
-"""The anthropic SDK (0.49 - 2.x): messages and beta messages.
+"""The anthropic SDK (0.49 - 2.x): patch targets and stream assembly.
 
-``Messages.stream()`` posts through ``_post`` directly (it bypasses
-``create``) and returns a manager whose request runs on ``__enter__``; it is
-a ``manager`` target, and the raw stream the manager opens is wrapped, so
-``text_stream``, ``get_final_message()`` and ``until_done()`` are covered by
-the same finalise-once machinery as a plain ``create(stream=True)``.
+Older releases (< 0.49) build the helper's MessageStream from a fresh Stream
+over the raw response, so the helper could not be captured; they are not supported.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
-from ._base import Accumulator, Provider, Target, get
+from ._contract import Provider, Target
 
 _MSG = "anthropic.resources.messages.messages"
 _BETA = "anthropic.resources.beta.messages.messages"
 
 
+def assemble_messages(chunks: Sequence[Any], record: dict[str, Any]) -> None:
+    """Rebuild a Message-shaped dict from raw message stream events.
+
+    ``message_delta.usage.output_tokens`` is cumulative, so the last one wins
+    (``message_start``'s count is not added).  Tool inputs are joined from
+    ``input_json_delta`` pieces per content-block index.
+
+    Args:
+        chunks: the events received so far.
+        record: the call record to fill.
+    """
+    msg: dict[str, Any] = {
+        "id": None,
+        "type": "message",
+        "role": "assistant",
+        "model": None,
+        "content": [],
+        "stop_reason": None,
+    }
+    blocks: dict[int, dict[str, Any]] = {}
+    parts: dict[int, list[str]] = {}
+    inp = out = None
+    for ev in chunks:
+        kind = getattr(ev, "type", None)
+        if kind == "message_start":
+            m = ev.message
+            msg["id"], msg["model"] = m.id, m.model
+            if m.usage is not None:
+                inp, out = m.usage.input_tokens, m.usage.output_tokens
+        elif kind == "content_block_start":
+            block = ev.content_block.model_dump(mode="json")
+            blocks[ev.index] = block
+            parts[ev.index] = []
+        elif kind == "content_block_delta":
+            d = ev.delta
+            piece = getattr(d, "text", None)
+            if piece is None:
+                piece = getattr(d, "partial_json", None)
+            if piece is None:
+                piece = getattr(d, "thinking", None)
+            if piece is not None:
+                parts.setdefault(ev.index, []).append(piece)
+        elif kind == "message_delta":
+            msg["stop_reason"] = getattr(ev.delta, "stop_reason", None)
+            u = getattr(ev, "usage", None)
+            if u is not None:
+                out = u.output_tokens
+                if getattr(u, "input_tokens", None) is not None:
+                    inp = u.input_tokens
+    for index in sorted(blocks):
+        block = blocks[index]
+        joined = "".join(parts.get(index, ()))
+        if block.get("type") == "text":
+            block["text"] = block.get("text", "") + joined
+        elif block.get("type") == "thinking":
+            block["thinking"] = block.get("thinking", "") + joined
+        elif joined:
+            try:
+                block["input"] = json.loads(joined)
+            except ValueError:
+                block["input"] = joined  # a partial stream cut the JSON short
+        msg["content"].append(block)
+    record["output"] = msg
+    record["served_model"] = msg["model"]
+    record["response_id"] = msg["id"]
+    if inp is not None or out is not None:
+        record["usage"] = {"input_tokens": inp, "output_tokens": out}
+
+
 def _targets() -> tuple[Target, ...]:
     out: list[Target] = []
-    for module, source in ((_MSG, "anthropic.messages"), (_BETA, "anthropic.beta.messages")):
-        for prefix, is_async in (("", False), ("Async", True)):
-            out += [
-                Target(module, f"{prefix}Messages.create", source, "messages", is_async),
-                Target(module, f"{prefix}Messages.parse", source, "messages", is_async),
-                # stream() returns its manager synchronously, also on AsyncMessages
-                Target(module, f"{prefix}Messages.stream", source, "messages", is_async,
-                       manager=True),
-            ]  # fmt: skip
+    pairs = ((_MSG, "anthropic.messages"), (_BETA, "anthropic.beta.messages"))
+    for module, source in pairs:
+        for cls in ("Messages", "AsyncMessages"):
+            out.append(Target(module, cls, "create", source, assemble_messages))
+            out.append(
+                Target(module, cls, "stream", source, assemble_messages, kind="stream_manager")
+            )
+            out.append(Target(module, cls, "parse", source, assemble_messages, optional=True))
     return tuple(out)
 
 
-def _usage(u: Any) -> dict[str, Any] | None:
-    if u is None:
-        return None
-    return {"input_tokens": get(u, "input_tokens"), "output_tokens": get(u, "output_tokens")}
-
-
-class MessagesAccumulator(Accumulator):
-    """Message stream events → a ``Message``-shaped dict.
-
-    ``message_delta.usage.output_tokens`` is cumulative (the total so far), so
-    it replaces rather than adds; input tokens come from ``message_start``
-    unless a later delta reports them.
-    """
-
-    __slots__ = ("blocks", "message", "stop_reason", "stop_sequence", "usage")
-
-    def __init__(self) -> None:
-        self.message: Any = None
-        self.blocks: dict[int, dict[str, Any]] = {}
-        self.stop_reason: Any = None
-        self.stop_sequence: Any = None
-        self.usage: dict[str, Any] = {"input_tokens": None, "output_tokens": None}
-
-    def add(self, chunk: Any) -> bool:
-        kind = get(chunk, "type")
-        if kind == "content_block_delta":
-            block = self.blocks.get(get(chunk, "index", 0))
-            if block is not None:
-                delta = get(chunk, "delta")
-                dtype = get(delta, "type")
-                if dtype == "text_delta":
-                    block["parts"].append(get(delta, "text") or "")
-                elif dtype == "input_json_delta":
-                    block["parts"].append(get(delta, "partial_json") or "")
-                elif dtype == "thinking_delta":
-                    block["parts"].append(get(delta, "thinking") or "")
-                elif dtype == "signature_delta":
-                    block["signature"] = get(delta, "signature")
-        elif kind == "content_block_start":
-            self.blocks[get(chunk, "index", 0)] = {"start": get(chunk, "content_block"),
-                                                   "parts": []}  # fmt: skip
-        elif kind == "message_start":
-            self.message = get(chunk, "message")
-            usage = get(self.message, "usage")
-            if usage is not None:
-                self.usage = {"input_tokens": get(usage, "input_tokens"),
-                              "output_tokens": get(usage, "output_tokens")}  # fmt: skip
-        elif kind == "message_delta":
-            delta = get(chunk, "delta")
-            self.stop_reason = get(delta, "stop_reason")
-            self.stop_sequence = get(delta, "stop_sequence")
-            usage = get(chunk, "usage")
-            if usage is not None:
-                out = get(usage, "output_tokens")
-                if out is not None:
-                    self.usage["output_tokens"] = out
-                inp = get(usage, "input_tokens")
-                if inp is not None:
-                    self.usage["input_tokens"] = inp
-        return False
-
-    def fill(self, record: dict[str, Any]) -> None:
-        content = []
-        for idx in sorted(self.blocks):
-            content.append(_block(self.blocks[idx]))
-        msg = self.message
-        record["output"] = {
-            "id": get(msg, "id"), "type": "message", "role": "assistant",
-            "model": get(msg, "model"), "content": content,
-            "stop_reason": self.stop_reason, "stop_sequence": self.stop_sequence,
-            "usage": dict(self.usage),
-        }  # fmt: skip
-        record["served_model"] = get(msg, "model")
-        record["response_id"] = get(msg, "id")
-        record["usage"] = dict(self.usage)
-
-
-def _block(block: dict[str, Any]) -> dict[str, Any]:
-    start = block["start"]
-    btype = get(start, "type")
-    text = "".join(block["parts"])
-    if btype == "text":
-        return {"type": "text", "text": (get(start, "text") or "") + text}
-    if btype in ("tool_use", "server_tool_use"):
-        try:
-            args = json.loads(text) if text else (get(start, "input") or {})
-        except ValueError:
-            args = text  # a stream cut inside the JSON keeps the partial text
-        return {"type": btype, "id": get(start, "id"), "name": get(start, "name"),
-                "input": args}  # fmt: skip
-    if btype == "thinking":
-        return {"type": "thinking", "thinking": (get(start, "thinking") or "") + text,
-                "signature": block.get("signature") or get(start, "signature")}  # fmt: skip
-    return {"type": btype, "block": start}
-
-
-class AnthropicProvider(Provider):
-    """anthropic 0.49 up to 2.x."""
-
-    name = "anthropic"
-    dist = "anthropic"
-    min_version = (0, 49, 0)
-    max_major = 3
-    targets = _targets()
-
-    def is_stream(self, result: Any) -> bool:
-        from anthropic import AsyncStream, Stream
-
-        return isinstance(result, (Stream, AsyncStream))
-
-    def accumulator(self, kind: str, hide_usage: bool) -> Accumulator:
-        return MessagesAccumulator()
-
-    def fill_response(self, kind: str, result: Any, record: dict[str, Any]) -> None:
-        record["output"] = result
-        record["served_model"] = get(result, "model")
-        record["response_id"] = get(result, "id")
-        record["usage"] = _usage(get(result, "usage"))
+PROVIDER = Provider(
+    name="anthropic",
+    package="anthropic",
+    min_version=(0, 49),
+    max_version=(3,),
+    targets=_targets(),
+)

@@ -1,204 +1,160 @@
-"""The openai SDK (1.66 - 3.x): chat completions, responses, embeddings.
-
-``parse()`` posts directly (it bypasses ``create``), so it is its own target;
-the ``.stream()`` helpers and the ``with_raw_response`` /
-``with_streaming_response`` forms all go through ``create``.
-"""
+"""The openai SDK (1.66 - 3.x): patch targets and stream assembly."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
-from ._base import Accumulator, Provider, Target, get
+from ._contract import Provider, Target, usage_of
 
-_CHAT = "openai.resources.chat.completions"
+_CHAT = "openai.resources.chat.completions.completions"
 _BETA_CHAT = "openai.resources.beta.chat.completions"
-_RESP = "openai.resources.responses"
+_RESP = "openai.resources.responses.responses"
 _EMB = "openai.resources.embeddings"
+
+
+def assemble_chat(chunks: Sequence[Any], record: dict[str, Any]) -> None:
+    """Rebuild a ChatCompletion-shaped dict from ``ChatCompletionChunk`` objects.
+
+    Tool-call arguments are concatenated per choice and per tool-call
+    ``index`` (parallel calls arrive interleaved).
+
+    Args:
+        chunks: the chunks received so far.
+        record: the call record to fill.
+    """
+    choices: dict[int, dict[str, Any]] = {}
+    rid = model = None
+    usage = None
+    for chunk in chunks:
+        rid = rid or getattr(chunk, "id", None)
+        model = model or getattr(chunk, "model", None)
+        if getattr(chunk, "usage", None) is not None:
+            usage = usage_of(chunk)
+        for ch in getattr(chunk, "choices", None) or ():
+            slot = choices.setdefault(
+                ch.index, {"role": None, "content": [], "tools": {}, "finish_reason": None}
+            )
+            delta = ch.delta
+            if delta is not None:
+                slot["role"] = slot["role"] or getattr(delta, "role", None)
+                if getattr(delta, "content", None):
+                    slot["content"].append(delta.content)
+                for tc in getattr(delta, "tool_calls", None) or ():
+                    call = slot["tools"].setdefault(
+                        tc.index, {"id": None, "type": "function", "name": None, "arguments": []}
+                    )
+                    call["id"] = call["id"] or tc.id
+                    fn = tc.function
+                    if fn is not None:
+                        call["name"] = call["name"] or fn.name
+                        if fn.arguments:
+                            call["arguments"].append(fn.arguments)
+            if ch.finish_reason is not None:
+                slot["finish_reason"] = ch.finish_reason
+    out_choices = []
+    for index in sorted(choices):
+        slot = choices[index]
+        message: dict[str, Any] = {
+            "role": slot["role"] or "assistant",
+            "content": "".join(slot["content"]) if slot["content"] else None,
+        }
+        if slot["tools"]:
+            message["tool_calls"] = [
+                {
+                    "id": t["id"],
+                    "type": t["type"],
+                    "function": {"name": t["name"], "arguments": "".join(t["arguments"])},
+                }
+                for _, t in sorted(slot["tools"].items())
+            ]
+        out_choices.append(
+            {"index": index, "message": message, "finish_reason": slot["finish_reason"]}
+        )
+    record["output"] = {
+        "id": rid,
+        "object": "chat.completion",
+        "model": model,
+        "choices": out_choices,
+    }
+    record["served_model"] = model
+    record["response_id"] = rid
+    record["usage"] = usage
+
+
+def assemble_responses(chunks: Sequence[Any], record: dict[str, Any]) -> None:
+    """Fill the record from Responses API stream events.
+
+    The final ``response.completed`` / ``incomplete`` / ``failed`` event carries
+    the whole Response; without it (a partial stream) the text deltas are kept.
+
+    Args:
+        chunks: the events received so far.
+        record: the call record to fill.
+    """
+    final = None
+    started = None
+    text: list[str] = []
+    for ev in chunks:
+        kind = getattr(ev, "type", None)
+        if kind == "response.output_text.delta":
+            text.append(ev.delta)
+        elif kind == "response.created":
+            started = ev.response
+        elif kind in ("response.completed", "response.incomplete", "response.failed"):
+            final = ev.response
+    head = final if final is not None else started
+    if head is not None:
+        record["served_model"] = getattr(head, "model", None)
+        record["response_id"] = getattr(head, "id", None)
+    if final is not None:
+        record["output"] = final
+        record["usage"] = usage_of(final)
+    else:
+        record["output"] = {"output_text": "".join(text), "status": "incomplete"}
+
+
+def usage_only(chunk: Any) -> bool:
+    """True for the chat chunk ``include_usage`` appends (no choices).
+
+    Args:
+        chunk: a stream chunk.
+
+    Returns:
+        Whether it carries only usage.
+    """
+    return getattr(chunk, "object", None) == "chat.completion.chunk" and not chunk.choices
 
 
 def _targets() -> tuple[Target, ...]:
     out: list[Target] = []
-    for prefix, is_async in (("", False), ("Async", True)):
-        out += [
-            Target(_CHAT, f"{prefix}Completions.create", "openai.chat.completions", "chat",
-                   is_async),
-            Target(_CHAT, f"{prefix}Completions.parse", "openai.chat.completions", "chat",
-                   is_async),
-            # 1.x before 1.92 kept parse() under beta; later versions alias it to the above
-            Target(_BETA_CHAT, f"{prefix}Completions.parse", "openai.chat.completions", "chat",
-                   is_async),
-            Target(_RESP, f"{prefix}Responses.create", "openai.responses", "responses", is_async),
-            Target(_RESP, f"{prefix}Responses.parse", "openai.responses", "responses", is_async),
-            Target(_EMB, f"{prefix}Embeddings.create", "openai.embeddings", "embeddings",
-                   is_async),
-        ]  # fmt: skip
+    for cls in ("Completions", "AsyncCompletions"):
+        out.append(Target(_CHAT, cls, "create", "openai.chat.completions", assemble_chat))
+        out.append(
+            Target(_CHAT, cls, "parse", "openai.chat.completions", assemble_chat, optional=True)
+        )
+        # openai 1.x: parse lives in beta (stream() there goes through create).
+        out.append(
+            Target(
+                _BETA_CHAT, cls, "parse", "openai.chat.completions", assemble_chat, optional=True
+            )
+        )
+    for cls in ("Responses", "AsyncResponses"):
+        out.append(Target(_RESP, cls, "create", "openai.responses", assemble_responses))
+        out.append(
+            Target(_RESP, cls, "parse", "openai.responses", assemble_responses, optional=True)
+        )
+    for cls in ("Embeddings", "AsyncEmbeddings"):
+        out.append(Target(_EMB, cls, "create", "openai.embeddings", assemble_chat))
     return tuple(out)
 
 
-def _usage(u: Any) -> dict[str, Any] | None:
-    if u is None:
-        return None
-    inp = get(u, "prompt_tokens")
-    if inp is None:
-        inp = get(u, "input_tokens")
-    out = get(u, "completion_tokens")
-    if out is None:
-        out = get(u, "output_tokens")
-    return {"input_tokens": inp, "output_tokens": out}
-
-
-class ChatAccumulator(Accumulator):
-    """Chat completion chunks → a ``chat.completion``-shaped dict."""
-
-    __slots__ = ("choices", "created", "fingerprint", "hide_usage", "id", "model", "usage")
-
-    def __init__(self, hide_usage: bool) -> None:
-        self.hide_usage = hide_usage
-        self.choices: dict[int, dict[str, Any]] = {}
-        self.id: Any = None
-        self.model: Any = None
-        self.usage: Any = None
-        self.created: Any = None
-        self.fingerprint: Any = None
-
-    def add(self, chunk: Any) -> bool:
-        if self.id is None:
-            self.id = get(chunk, "id")
-            self.model = get(chunk, "model")
-            self.created = get(chunk, "created")
-            self.fingerprint = get(chunk, "system_fingerprint")
-        usage = get(chunk, "usage")
-        if usage is not None:
-            self.usage = usage
-        choices = get(chunk, "choices") or ()
-        for c in choices:
-            idx = get(c, "index", 0)
-            slot = self.choices.get(idx)
-            if slot is None:
-                slot = self.choices[idx] = {"content": [], "tools": {}, "finish": None,
-                                            "role": "assistant", "refusal": []}  # fmt: skip
-            delta = get(c, "delta")
-            if delta is not None:
-                text = get(delta, "content")
-                if text:
-                    slot["content"].append(text)
-                refusal = get(delta, "refusal")
-                if refusal:
-                    slot["refusal"].append(refusal)
-                for tc in get(delta, "tool_calls") or ():
-                    self._tool(slot["tools"], tc)
-            finish = get(c, "finish_reason")
-            if finish is not None:
-                slot["finish"] = finish
-        # the usage-only chunk we asked for (choices == []) is not the user's
-        return self.hide_usage and usage is not None and not choices
-
-    @staticmethod
-    def _tool(tools: dict[int, dict[str, Any]], tc: Any) -> None:
-        idx = get(tc, "index", 0)
-        call = tools.get(idx)
-        if call is None:
-            call = tools[idx] = {"id": None, "type": "function", "name": [], "arguments": []}
-        if get(tc, "id"):
-            call["id"] = get(tc, "id")
-        fn = get(tc, "function")
-        if fn is not None:
-            if get(fn, "name"):
-                call["name"].append(get(fn, "name"))
-            if get(fn, "arguments"):
-                call["arguments"].append(get(fn, "arguments"))
-
-    def fill(self, record: dict[str, Any]) -> None:
-        choices = []
-        for idx in sorted(self.choices):
-            slot = self.choices[idx]
-            msg: dict[str, Any] = {"role": "assistant",
-                                   "content": "".join(slot["content"]) or None}  # fmt: skip
-            if slot["refusal"]:
-                msg["refusal"] = "".join(slot["refusal"])
-            if slot["tools"]:
-                msg["tool_calls"] = [
-                    {"id": t["id"], "type": "function",
-                     "function": {"name": "".join(t["name"]),
-                                  "arguments": "".join(t["arguments"])}}
-                    for _, t in sorted(slot["tools"].items())
-                ]  # fmt: skip
-            choices.append({"index": idx, "message": msg, "finish_reason": slot["finish"]})
-        record["output"] = {"id": self.id, "object": "chat.completion", "created": self.created,
-                            "model": self.model, "choices": choices,
-                            "usage": self.usage}  # fmt: skip
-        record["served_model"] = self.model
-        record["response_id"] = self.id
-        record["usage"] = _usage(self.usage)
-
-
-class ResponsesAccumulator(Accumulator):
-    """Responses API events → the final ``Response`` (from its last event)."""
-
-    __slots__ = ("response", "text")
-
-    def __init__(self) -> None:
-        self.response: Any = None
-        self.text: list[str] = []
-
-    def add(self, chunk: Any) -> bool:
-        resp = get(chunk, "response")
-        if resp is not None:
-            self.response = resp
-        elif get(chunk, "type") == "response.output_text.delta":
-            self.text.append(get(chunk, "delta") or "")
-        return False
-
-    def fill(self, record: dict[str, Any]) -> None:
-        resp = self.response
-        if resp is None:
-            if self.text:
-                record["output"] = {"output_text": "".join(self.text)}
-            return
-        status = get(resp, "status")
-        if status in ("completed", "incomplete", "failed") or not self.text:
-            record["output"] = resp
-        else:  # cut short: the last snapshot has no text yet, keep what arrived
-            record["output"] = {"id": get(resp, "id"), "model": get(resp, "model"),
-                                "status": status, "output_text": "".join(self.text)}  # fmt: skip
-        record["served_model"] = get(resp, "model")
-        record["response_id"] = get(resp, "id")
-        record["usage"] = _usage(get(resp, "usage"))
-
-
-class OpenAIProvider(Provider):
-    """openai 1.66 (first with ``responses``) up to 3.x."""
-
-    name = "openai"
-    dist = "openai"
-    min_version = (1, 66, 0)
-    max_major = 4
-    targets = _targets()
-
-    def is_stream(self, result: Any) -> bool:
-        from openai import AsyncStream, Stream
-
-        return isinstance(result, (Stream, AsyncStream))
-
-    def accumulator(self, kind: str, hide_usage: bool) -> Accumulator:
-        if kind == "responses":
-            return ResponsesAccumulator()
-        return ChatAccumulator(hide_usage)
-
-    def want_usage_chunk(self, kind: str, kwargs: dict[str, Any]) -> bool:
-        if kind != "chat" or not kwargs.get("stream"):
-            return False
-        opts = kwargs.get("stream_options")
-        if isinstance(opts, Mapping) and "include_usage" in opts:
-            return False  # the user decided; never override
-        kwargs["stream_options"] = {**(opts or {}), "include_usage": True}
-        return True
-
-    def fill_response(self, kind: str, result: Any, record: dict[str, Any]) -> None:
-        record["output"] = result
-        record["served_model"] = get(result, "model")
-        if kind != "embeddings":
-            record["response_id"] = get(result, "id")
-        record["usage"] = _usage(get(result, "usage"))
+PROVIDER = Provider(
+    name="openai",
+    package="openai",
+    min_version=(1, 66),
+    max_version=(4,),
+    targets=_targets(),
+    usage_only=usage_only,
+    stream_usage_sources=frozenset({"openai.chat.completions"}),
+)

@@ -13,7 +13,7 @@ from _prov_util import run_async, run_sync
 from openai.resources.chat.completions.completions import Completions
 
 from logos_shift import _guard, _instrument
-from logos_shift.providers import _openai
+from logos_shift.providers import openai as _openai
 from logos_shift.testing import FakeProvider, capture_records
 
 MSGS = [{"role": "user", "content": "hi there"}]

@@ -12,7 +12,6 @@ import openai
 import requests
 
 import logos_shift
-from logos_shift import _patch_api
 from logos_shift.server import RunningServer
 from logos_shift.testing import FakeProvider
 
@@ -36,8 +35,8 @@ def test_patched_sdks_upload_exactly_the_calls_made(
         flush_interval=0.1,
         max_backoff=0.5,
     )
-    _patch_api.patch_openai()
-    _patch_api.patch_anthropic()
+    logos_shift.patch_openai()
+    logos_shift.patch_anthropic()
     oa = openai.OpenAI(base_url=fake_provider.openai_base_url, api_key="test", max_retries=0)
     an = anthropic.Anthropic(
         base_url=fake_provider.anthropic_base_url, api_key="test", max_retries=0
@@ -82,7 +81,7 @@ def test_patched_sdks_upload_exactly_the_calls_made(
         ls.provide_feedback(an_ids[-1], "failure", score=0.0)
         assert ls.flush(30)
     finally:
-        _patch_api.unpatch_all()
+        logos_shift.unpatch_all()
         oa.close()
         an.close()
         ls.shutdown(10)
@@ -130,7 +129,7 @@ def test_patched_openai_through_a_server_restart_with_routing(
             max_backoff=0.5,
         )
         ls.router.refresh_now()
-        _patch_api.patch_openai()
+        logos_shift.patch_openai()
         oa = openai.OpenAI(base_url=fake_provider.openai_base_url, api_key="test", max_retries=0)
 
         def call(i: int) -> None:
@@ -146,7 +145,7 @@ def test_patched_openai_through_a_server_restart_with_routing(
                 call(i)
             assert ls.flush(30)
         except BaseException:
-            _patch_api.unpatch_all()
+            logos_shift.unpatch_all()
             oa.close()
             ls.shutdown(5)
             raise
@@ -166,7 +165,7 @@ def test_patched_openai_through_a_server_restart_with_routing(
             page = admin.get(f"{url}/v1/datasets/support/calls?limit=100", timeout=30).json()
             stats = admin.get(f"{url}/v1/routes/support/stats", timeout=30).json()["variants"]
     finally:
-        _patch_api.unpatch_all()
+        logos_shift.unpatch_all()
         oa.close()
         ls.shutdown(10)
     records = [c["record"] for c in page["calls"]]
