@@ -12,13 +12,22 @@ import sys
 from typing import Any
 
 import anthropic
-import httpx2
 import openai
 import pydantic
 import pytest
 
 from logos_shift import testing
 from logos_shift.testing import FakeProvider
+
+try:  # openai 3.x / anthropic 2.x use httpx2; older releases use httpx
+    import httpx2 as _httpx
+except ImportError:  # pragma: no cover - oldest-SDK run
+    import httpx as _httpx  # type: ignore[no-redef]
+
+#: anthropic < 0.50 has no OverloadedError; 529 is then a plain APIStatusError.
+_OVERLOADED: type[anthropic.APIStatusError] = getattr(
+    anthropic, "OverloadedError", anthropic.APIStatusError
+)
 
 # The public fixture, registered here exactly as users get it from the plugin.
 fake_provider = testing.fake_provider
@@ -535,7 +544,7 @@ def test_openai_status_errors_map_to_sdk_exceptions(
         (404, anthropic.NotFoundError),
         (429, anthropic.RateLimitError),
         (500, anthropic.InternalServerError),
-        (529, anthropic.OverloadedError),
+        (529, _OVERLOADED),
     ],
 )
 def test_anthropic_status_errors_map_to_sdk_exceptions(
@@ -580,7 +589,7 @@ def test_anthropic_disconnect_mid_stream_raises(fake_provider: FakeProvider) -> 
     with (
         ant(fake_provider) as client,
         client.messages.stream(model="c", max_tokens=9, messages=USER) as stream,
-        pytest.raises((anthropic.APIConnectionError, httpx2.RemoteProtocolError)),
+        pytest.raises((anthropic.APIConnectionError, _httpx.RemoteProtocolError)),
     ):
         list(stream.text_stream)
 
