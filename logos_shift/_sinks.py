@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import gzip
+import hashlib
 import json
 import os
 import time
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import _guard, _ids
+from . import _guard
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER = 300.0
@@ -146,11 +147,15 @@ class HttpSink:
         _guard.fault("http_sink")
         import requests
 
-        body = gzip.compress(b"[" + b",".join(lines) + b"]", compresslevel=1)
+        payload = b"[" + b",".join(lines) + b"]"
+        body = gzip.compress(payload, compresslevel=1)
         headers = {
             "Content-Type": "application/json",
             "Content-Encoding": "gzip",
-            "X-Batch-Id": _ids.new_id(),
+            # Derived from the content: the same batch keeps its id across
+            # retries, spooling and a replay by another process, so the server
+            # (and its logs) can tell a retry from a new batch.
+            "X-Batch-Id": hashlib.sha256(payload).hexdigest()[:32],
             "User-Agent": "logos-shift-python",
         }
         if self.api_key:

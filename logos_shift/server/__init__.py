@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from ._app import create_app as create_app
     from ._db import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL
     from ._db import Database as Database
+    from ._finetune import FineTuneBackend as FineTuneBackend
     from ._keys import create_key as create_key
+    from ._rollout_service import RolloutService as RolloutService
     from ._serve import (
         RunningServer as RunningServer,
     )
@@ -36,7 +38,9 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "DEFAULT_DATABASE_URL": "._db",
     "Database": "._db",
+    "FineTuneBackend": "._finetune",
     "Limits": "._app",
+    "RolloutService": "._rollout_service",
     "RunningServer": "._serve",
     "create_app": "._app",
     "create_key": "._keys",

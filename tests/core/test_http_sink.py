@@ -61,6 +61,12 @@ def test_500_then_recovery_delivers_everything(collector: Collector, tmp_path: P
     assert collector.wait_for(set(ids))
     assert ls.shutdown(2)
     assert [r.status for r in collector.requests[:3]] == [500, 500, 500]
+    # A batch keeps its X-Batch-Id across retries; different batches differ.
+    by_content: dict[tuple[str, ...], set[str | None]] = {}
+    for r in collector.requests:
+        by_content.setdefault(tuple(r.ids), set()).add(r.batch_id)
+    assert all(len(b) == 1 for b in by_content.values())
+    assert len({next(iter(b)) for b in by_content.values()}) == len(by_content)
     stats = ls.stats()
     assert stats["retries"] >= 3
     assert stats["dropped"] == 0
