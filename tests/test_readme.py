@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from logos_shift import _settings
@@ -20,3 +23,31 @@ def test_quick_start_commands() -> None:
     """The quick start names exactly the two commands that work on a fresh machine."""
     assert "make demo" in README
     assert "make test" in README
+
+
+def _block_after(marker: str) -> str:
+    """The Python code block of the README that contains ``marker``."""
+    for block in README.split("```python\n")[1:]:
+        code = block.split("```", 1)[0]
+        if marker in code:
+            return code
+    raise AssertionError(f"no code block with {marker!r}")
+
+
+def test_testing_example_runs(tmp_path: Path) -> None:
+    """The "Testing your app" example passes as a user's own pytest run."""
+    code = _block_after("# test_app.py")
+    conftest, _, test_app = code.partition("# test_app.py\n")
+    (tmp_path / "conftest.py").write_text(conftest)
+    (tmp_path / "test_app.py").write_text(test_app)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOGOS_SHIFT_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error", "."],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "1 passed" in proc.stdout
