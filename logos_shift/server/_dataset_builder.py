@@ -8,6 +8,11 @@ validate (roles, an assistant message, size and token limits, at least
 input, so an input lands in the same split on every rebuild and the test split
 is never trained on.
 
+Hard inputs (the inputs a rolled-back model failed on, see
+:func:`prompt_hash`) are passed to :func:`build`: their good answers (from
+control, or any call with success feedback) are repeated ``hard_weight`` times
+in the training split, and the counts say how many still lack a good answer.
+
 A dataset that is too small or malformed raises :class:`DatasetError` listing
 every problem, before any upload or job.
 """
@@ -17,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +37,7 @@ __all__ = [
     "build",
     "feedback_by_call",
     "input_hash",
+    "prompt_hash",
     "validate_example",
 ]
 
@@ -65,6 +71,8 @@ class DatasetSpec:
         max_example_tokens: most (estimated) tokens per example.
         max_file_bytes: largest training file.
         salt: salt of the split hash (change it to re-draw the split).
+        hard_weight: how many times a hard input's good answer appears in the
+            training split (1 = no up-weighting).
     """
 
     min_score: float | None = None
@@ -76,6 +84,7 @@ class DatasetSpec:
     max_example_tokens: int = 65_536
     max_file_bytes: int = 512 * 1024 * 1024
     salt: str = "logos-shift"
+    hard_weight: int = 2
 
 
 @dataclass
@@ -87,8 +96,11 @@ class BuiltDataset:
         validation: validation examples.
         test: held-out examples as ``{"call_id", "example", "input", "expected"}``
             (the request and the recorded output, for offline evaluation).
-        counts: how many calls were seen, selected, duplicates, rejected, per split.
+        counts: how many calls were seen, selected, duplicates, rejected, per split
+            (``train`` counts lines, a hard input's repeats included), and the
+            ``hard_*`` counts of :func:`build`.
         warnings: non-fatal remarks (e.g. fewer than 50 examples).
+        hard_unanswered: the hard inputs (hashes) no selected call answered well.
     """
 
     train: list[dict[str, Any]] = field(default_factory=list)
@@ -96,6 +108,7 @@ class BuiltDataset:
     test: list[dict[str, Any]] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    hard_unanswered: list[str] = field(default_factory=list)
 
     def jsonl(self, split: str = "train") -> bytes:
         """Return a split as JSONL bytes, ready for ``files.create(purpose="fine-tune")``.
@@ -141,6 +154,33 @@ def input_hash(example: Mapping[str, Any]) -> str:
     prompt = msgs[:-1] if msgs and msgs[-1].get("role") == "assistant" else msgs
     key = {"messages": _normalise(prompt), "tools": _normalise(example.get("tools"))}
     return hashlib.sha256(_dumps(key).encode("utf-8")).hexdigest()
+
+
+_PLACEHOLDER_OUTPUTS = (
+    {"choices": [{"message": {"role": "assistant", "content": ""}}]},
+    {"role": "assistant", "content": [{"type": "text", "text": ""}]},
+)
+
+
+def prompt_hash(record: Mapping[str, Any]) -> str | None:
+    """Hash a call record's input the way :func:`input_hash` hashes an example's.
+
+    Works for failed calls too (no output, or an error): the record is
+    converted with a placeholder answer, which the hash ignores.  So the input
+    a model failed on matches the examples that answer the same input.
+
+    Args:
+        record: a ``call`` record.
+
+    Returns:
+        The hex digest, or None when the input is not a chat conversation.
+    """
+    for placeholder in _PLACEHOLDER_OUTPUTS:
+        rec = {**record, "error": None, "output": placeholder}
+        example = _export.to_openai_chat(rec)
+        if example is not None:
+            return input_hash(example)
+    return None
 
 
 def validate_example(example: Any, max_tokens: int) -> list[str]:
@@ -241,6 +281,7 @@ def build(
     calls: Iterable[Mapping[str, Any]],
     feedback: Mapping[str, Mapping[str, Any]],
     spec: DatasetSpec | None = None,
+    hard: Collection[str] = (),
 ) -> BuiltDataset:
     """Select, de-duplicate, convert, validate and split calls into a dataset.
 
@@ -248,6 +289,10 @@ def build(
         calls: call records (DESIGN.md "Records").
         feedback: ``{call_id: {"outcome", "score"}}`` (see :func:`feedback_by_call`).
         spec: selection and limits (defaults: success only, 80/10/10).
+        hard: input hashes (:func:`prompt_hash`) a previous model failed on; a
+            good answer to one is repeated ``spec.hard_weight`` times in train.
+            Counts ``hard_inputs``, ``hard_answered`` (a good answer is in the
+            dataset, any split), ``hard_in_train`` and ``hard_unanswered``.
 
     Returns:
         The dataset.
@@ -260,6 +305,8 @@ def build(
     out = BuiltDataset()
     c = dict.fromkeys(("calls", "selected", "duplicates", "invalid", "unconvertible"), 0)
     seen: set[str] = set()
+    hard_set = set(hard)
+    hard_train = 0
     problems: list[str] = []
     for rec in calls:
         c["calls"] += 1
@@ -290,14 +337,22 @@ def build(
                 {"call_id": cid, "example": example, "input": rec.get("input"),
                  "expected": example["messages"][-1]}
             )  # fmt: skip
+        elif split == "train" and h in hard_set:
+            hard_train += 1
+            out.train.extend(example for _ in range(max(1, spec.hard_weight)))
         else:
             getattr(out, split).append(example)
+    answered = len(hard_set & seen)
+    distinct_train = len(out.train) - hard_train * (max(1, spec.hard_weight) - 1)
+    out.hard_unanswered = sorted(hard_set - seen)
     c.update(train=len(out.train), validation=len(out.validation), test=len(out.test))
+    c.update(hard_inputs=len(hard_set), hard_answered=answered, hard_in_train=hard_train,
+             hard_unanswered=len(out.hard_unanswered))  # fmt: skip
     out.counts = c
     fatal: list[str] = []
-    if len(out.train) < spec.min_examples:
+    if distinct_train < spec.min_examples:
         fatal.append(
-            f"only {len(out.train)} training examples (need at least {spec.min_examples}): "
+            f"only {distinct_train} training examples (need at least {spec.min_examples}): "
             f"{c['calls']} calls seen, {c['selected']} with success feedback, "
             f"{c['duplicates']} duplicates, {c['invalid']} invalid, "
             f"{c['unconvertible']} not chat calls, {len(out.validation) + len(out.test)} held out"
@@ -308,6 +363,11 @@ def build(
     if fatal:
         raise DatasetError(fatal + problems)
     out.warnings.extend(problems)
-    if len(out.train) < 50:
-        out.warnings.append(f"{len(out.train)} training examples; gains usually start at 50-100")
+    if out.hard_unanswered:
+        out.warnings.append(
+            f"{len(out.hard_unanswered)} of {len(hard_set)} inputs a rolled-back model failed on"
+            " have no successful answer yet (give feedback on control's answers to them)"
+        )
+    if distinct_train < 50:
+        out.warnings.append(f"{distinct_train} training examples; gains usually start at 50-100")
     return out

@@ -2,6 +2,8 @@
 
 * ``POST /v1/finetune`` — build the dataset, launch the job, start the rollout.
 * ``GET /v1/routes/{route}/rollout`` — state, policy, job, evidence and events.
+* ``GET /v1/routes/{route}/rollout/failures`` — the calls rolled-back models of
+  the route's dataset failed on (kept for the next dataset).
 * ``POST /v1/routes/{route}/rollout/{action}`` — ``pause``, ``resume``, ``rollback``,
   ``promote`` or ``evaluate`` (run the engine on the evidence now).
 """
@@ -103,6 +105,14 @@ def build_router() -> APIRouter:
         """The route's rollout: state, policy, job, evidence and every event."""
         try:
             return _service(request).status(principal.project_id, route)
+        except KeyError as exc:
+            return _error(404, "not_found", str(exc.args[0]))
+
+    @router.get("/v1/routes/{route}/rollout/failures")
+    def rollout_failures(route: RouteName, request: Request, principal: AdminKey) -> Any:
+        """Calls rolled-back models failed (feedback failure, error, fallback), kept."""
+        try:
+            return _service(request).failures(principal.project_id, route)
         except KeyError as exc:
             return _error(404, "not_found", str(exc.args[0]))
 

@@ -18,7 +18,7 @@ import requests
 
 __all__ = ["register"]
 
-_ACTIONS = ("status", "pause", "resume", "rollback", "promote", "evaluate")
+_ACTIONS = ("status", "failures", "pause", "resume", "rollback", "promote", "evaluate")
 
 
 def _out(text: str) -> None:
@@ -61,7 +61,10 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("rollout", help="show or steer a route's rollout")
     p.add_argument("action", choices=_ACTIONS)
     p.add_argument("route")
-    p.add_argument("--events", type=int, default=20, help="status: last N events (0 = all)")
+    p.add_argument(
+        "--events", type=int, default=20, help="status / failures: last N shown (0 = all)"
+    )
+    p.add_argument("--output", default=None, help="failures: also write them all as JSONL here")
     _common(p)
     p.set_defaults(func=cmd_rollout)
 
@@ -150,6 +153,12 @@ def cmd_finetune_start(args: argparse.Namespace) -> int:
             f"dataset {args.dataset}: {counts['train']} train / {counts['validation']} validation"
             f" / {counts['test']} test examples ({counts['duplicates']} duplicates dropped)"
         )
+        if counts.get("hard_inputs"):
+            _out(
+                f"  {counts['hard_inputs']} inputs a rolled-back model failed on: "
+                f"{counts['hard_answered']} have a good answer ({counts['hard_in_train']} "
+                f"up-weighted in train), {counts['hard_unanswered']} have none yet"
+            )
         for w in data.get("warnings") or []:
             _out(f"  warning: {w}")
         _out(f"job {data['job']['id']} created on {args.base_model}; route {route!r}")
@@ -195,6 +204,35 @@ def _follow(client: _Client, route: str, timeout: float, job_id: str) -> int:
         delay = min(delay * 1.5, 10.0)
 
 
+def _prompt(item: dict[str, Any]) -> str:
+    msgs = (item.get("input") or {}).get("messages") or []
+    for m in reversed(msgs):
+        if isinstance(m, dict) and m.get("role") == "user":
+            text = m.get("content")
+            text = text if isinstance(text, str) else json.dumps(text)
+            return text if len(text) <= 60 else text[:57] + "..."
+    return "(no user message)"
+
+
+def _show_failures(client: _Client, args: argparse.Namespace) -> int:
+    status, data = client.call("GET", f"/v1/routes/{args.route}/rollout/failures")
+    if status != 200:
+        return _fail(status, data)
+    _out(
+        f"dataset {data['dataset']}: {data['count']} failed calls of rolled-back models kept "
+        f"({data['inputs']} distinct inputs, {data['unanswered']} without a good answer yet)"
+    )
+    items = data["failures"]
+    for f in items[-args.events :] if args.events else items:
+        mark = "answered" if f["answered"] else "NEEDS ANSWER"
+        _out(f"  {f['call_id']}  {f['reason']:<8} {f['variant_model']}  {mark:<12} {_prompt(f)}")
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(f, ensure_ascii=False) + "\n" for f in items)
+        _out(f"wrote {len(items)} failures to {args.output}")
+    return 0
+
+
 def cmd_rollout(args: argparse.Namespace) -> int:
     """Run ``logos-shift rollout ACTION ROUTE``.
 
@@ -234,6 +272,8 @@ def cmd_rollout(args: argparse.Namespace) -> int:
             for e in shown:
                 _show_event(e)
             return 0
+        if args.action == "failures":
+            return _show_failures(client, args)
         status, data = client.call("POST", f"/v1/routes/{args.route}/rollout/{args.action}")
         if status != 200:
             return _fail(status, data)

@@ -75,8 +75,13 @@ class RolloutService:
             project_id: the project.
             req: the request.
 
+        The inputs earlier rolled-back models of the dataset failed on (see
+        :meth:`failures`) are passed to the builder as hard inputs: good answers
+        to them are up-weighted, and the counts say how many lack one.
+
         Returns:
-            ``{"route", "job", "dataset": counts, "warnings", "state"}``.
+            ``{"route", "job", "dataset": counts, "files": uploaded file ids,
+            "warnings", "state"}``.
 
         Raises:
             TransitionError: the route already has a rollout in progress.
@@ -102,7 +107,8 @@ class RolloutService:
         spec = _dataset_builder.DatasetSpec(
             min_score=req.min_score, since=req.since, until=req.until
         )
-        ds = _dataset_builder.build((r for r, _ in records), fb, spec)
+        hard = _rollout_store.failure_hashes(self.db, project_id, req.dataset)
+        ds = _dataset_builder.build((r for r, _ in records), fb, spec, hard)
         control_model = req.control_model or (models.most_common(1)[0][0] if models else None)
         if req.control_model is None and old is not None and old.state.status == Status.PROMOTED:
             # The promoted model is what the route serves now: it becomes the control.
@@ -143,6 +149,7 @@ class RolloutService:
             self._apply(project_id, row, d)
             raise
         info["job"] = job.to_json()
+        info["files"] = {"train": train_id, "validation": val_id}
         info["variant_name"] = f"ft-{job.id[-8:]}"
         state = dataclasses.replace(state, job_id=job.id)
         row = _rollout_store.RolloutRow(state, policy, info)
@@ -167,6 +174,7 @@ class RolloutService:
             "route": route,
             "job": job.to_json(),
             "dataset": ds.counts,
+            "files": info["files"],
             "warnings": ds.warnings,
             "state": state.to_json(),
         }
@@ -282,7 +290,7 @@ class RolloutService:
                 row.state, row.policy, self._evidence(project_id, row), self.clock()
             )
             if d.changed:
-                self._apply(project_id, row, d)
+                d = self._apply(project_id, row, d)
             return d
 
     def evaluate_all(self, project_id: int | None = None) -> list[_rollout.Decision]:
@@ -324,8 +332,7 @@ class RolloutService:
             row = self._require(project_id, route)
             ev = self._evidence(project_id, row) if action == "resume" else None
             d = _rollout.apply_action(row.state, action, self.clock(), ev, by=by)
-            self._apply(project_id, row, d)
-            return d
+            return self._apply(project_id, row, d)
 
     def status(self, project_id: int, route: str) -> dict[str, Any]:
         """Return a rollout's state, policy, job, evidence summary and events.
@@ -361,27 +368,84 @@ class RolloutService:
             "events": _rollout_store.list_events(self.db, project_id, route),
         }
 
+    def failures(self, project_id: int, route: str) -> dict[str, Any]:
+        """Return the calls rolled-back models of a route's dataset failed on.
+
+        Kept at each rollback (failure feedback, errors, fallbacks); the next
+        ``start_finetune`` on the dataset up-weights good answers to their inputs.
+
+        Args:
+            project_id: the project.
+            route: the route.
+
+        Returns:
+            ``{"route", "dataset", "count", "unanswered", "failures": [...]}``;
+            ``unanswered`` counts the distinct inputs no call with success
+            feedback answers yet (they need a good answer before they can teach).
+
+        Raises:
+            KeyError: the route has no rollout.
+        """
+        row = self._require(project_id, route)
+        dataset = str(row.info.get("dataset") or route)
+        items = _rollout_store.list_failures(self.db, project_id, dataset=dataset)
+        hashes = {str(f["input_hash"]) for f in items if f["input_hash"]}
+        answered = _rollout_store.answered_hashes(self.db, project_id, dataset, hashes)
+        return {
+            "route": route,
+            "dataset": dataset,
+            "count": len(items),
+            "inputs": len(hashes),
+            "unanswered": len(hashes - answered),
+            "failures": [{**f, "answered": f["input_hash"] in answered} for f in items],
+        }
+
     def _require(self, project_id: int, route: str) -> _rollout_store.RolloutRow:
         row = _rollout_store.load(self.db, project_id, route)
         if row is None:
             raise KeyError(f"route {route!r} has no rollout; start one with POST /v1/finetune")
         return row
 
-    def _apply(self, project_id: int, row: _rollout_store.RolloutRow, d: _rollout.Decision) -> None:
+    def _apply(
+        self, project_id: int, row: _rollout_store.RolloutRow, d: _rollout.Decision
+    ) -> _rollout.Decision:
         now = self.clock()
         if d.state.status == Status.CANARY and d.previous.status in (
             Status.TRAINING,
             Status.EVALUATING,
         ):
             row.info["canary_since"] = now
-        if d.state.status == Status.ROLLED_BACK and "canary_since" in row.info:
-            # The rolled-back model's failures stay in the calls table, tagged with its
-            # variant name, for the next dataset (relabelling or review).
+        if (
+            d.state.status == Status.ROLLED_BACK
+            and d.previous.status != Status.ROLLED_BACK
+            and "canary_since" in row.info
+            and d.state.variant_model
+        ):
+            # The rolled-back model's failed calls are kept (their inputs): the next
+            # dataset of this dataset up-weights good answers to those inputs.
+            kept = _rollout_store.keep_failures(
+                self.db,
+                project_id,
+                d.state.route,
+                str(row.info["variant_name"]),
+                d.state.variant_model,
+                float(row.info["canary_since"]),
+            )
             row.info["rolled_back_variant"] = row.info.get("variant_name")
+            row.info["kept_failures"] = kept
+            d = dataclasses.replace(
+                d,
+                numbers={**d.numbers, "kept_failures": kept},
+                reasons=(
+                    *d.reasons,
+                    f"kept {kept} failed calls of {d.state.variant_model} for the next dataset",
+                ),
+            )
         row.state = d.state
         _rollout_store.save(self.db, project_id, row)
         _rollout_glue.sync_route(self.db, project_id, row, d)
         self._event(project_id, row, d.event(now))
+        return d
 
     # -- notifications -------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 Answers "how often does the engine promote / roll back a variant whose true
 success rate is p, and after how many feedback events?" for a policy.  Used by
-the acceptance tests (``tests/rollout/test_simulation.py``) and the benchmark
+the acceptance tests (``tests/rollout/test_rollout_simulation.py``) and the benchmark
 (``benchmarks/bench_rollout_sim.py``).  Needs numpy (a dev dependency only).
 """
 

@@ -1,8 +1,9 @@
 """Persistence of rollouts: state, events, and the evidence read from stored calls.
 
-Two tables of its own (``rollouts``, ``rollout_events``) created with
-``checkfirst`` next to the server's schema; the evidence comes from the
-server's ``calls`` table and price table.
+Three tables of its own (``rollouts``, ``rollout_events``, ``rollout_failures``)
+created with ``checkfirst`` next to the server's schema; the evidence comes
+from the server's ``calls`` table and price table.  ``rollout_failures`` keeps
+the inputs a rolled-back model failed on, for the next dataset.
 """
 
 from __future__ import annotations
@@ -14,11 +15,24 @@ from typing import Any
 import sqlalchemy as sa
 
 from . import _prices
+from ._dataset_builder import prompt_hash
 from ._db import Database
 from ._rollout_types import ArmStats, Evidence, Policy, RolloutState
 from ._schema import calls
 
-__all__ = ["RolloutRow", "add_event", "ensure_tables", "evidence", "list_events", "load", "save"]
+__all__ = [
+    "RolloutRow",
+    "add_event",
+    "answered_hashes",
+    "ensure_tables",
+    "evidence",
+    "failure_hashes",
+    "keep_failures",
+    "list_events",
+    "list_failures",
+    "load",
+    "save",
+]
 
 metadata = sa.MetaData()
 
@@ -45,6 +59,25 @@ rollout_events = sa.Table(
     sa.Column("action", sa.Text, nullable=False),
     sa.Column("body", sa.Text, nullable=False),
     sa.Index("ix_rollout_events_route", "project_id", "route", "id"),
+)
+
+rollout_failures = sa.Table(
+    "rollout_failures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.Integer, nullable=False),
+    sa.Column("dataset", sa.Text, nullable=False),
+    sa.Column("route", sa.Text, nullable=False),
+    sa.Column("variant_model", sa.Text, nullable=False),
+    sa.Column("call_id", sa.Text, nullable=False),
+    sa.Column("ts", sa.Double, nullable=False),
+    # "failure" (feedback), "error" (the call failed) or "fallback" (control answered).
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("input_hash", sa.Text),
+    sa.Column("input", sa.Text, nullable=False),
+    sa.Column("kept_at", sa.Double, nullable=False),
+    sa.UniqueConstraint("project_id", "call_id", name="uq_rollout_failures_call"),
+    sa.Index("ix_rollout_failures_dataset", "project_id", "dataset"),
 )
 
 _MAX_LATENCIES = 5000
@@ -264,3 +297,157 @@ class _Acc:
             cost_sumsq=self.cost_sumsq,
             latencies_ms=tuple(self.latencies[-_MAX_LATENCIES:]),
         )
+
+
+def keep_failures(
+    db: Database, project_id: int, route: str, variant: str, variant_model: str, since: float
+) -> int:
+    """Keep the calls a rolled-back variant failed, for the next dataset.
+
+    A call is kept when its latest feedback is ``failure``, when it failed, or
+    when it fell back to control.  Its input (not its answer, which was bad or
+    missing) is stored with the input hash the dataset builder matches on.
+
+    Args:
+        db: the database.
+        project_id: the project.
+        route: the route.
+        variant: the variant's name in the route (as the calls record it).
+        variant_model: the rolled-back model.
+        since: the canary's start (earlier calls are not the variant's).
+
+    Returns:
+        How many calls were newly kept.
+    """
+    query = sa.select(
+        calls.c.id, calls.c.ts, calls.c.dataset, calls.c.is_error, calls.c.fallback, calls.c.record
+    ).where(
+        calls.c.project_id == project_id,
+        calls.c.route == route,
+        calls.c.variant == variant,
+        calls.c.ts >= since,
+        sa.or_(calls.c.is_error, calls.c.fallback, calls.c.outcome == "failure"),
+    )
+    now = time.time()
+    with db.read() as conn:
+        found = list(conn.execute(query))
+        ids = [str(r.id) for r in found]
+        have = {
+            str(x)
+            for chunk in range(0, len(ids), 500)
+            for x in conn.execute(
+                sa.select(rollout_failures.c.call_id).where(
+                    rollout_failures.c.project_id == project_id,
+                    rollout_failures.c.call_id.in_(ids[chunk : chunk + 500]),
+                )
+            ).scalars()
+        }
+    rows = []
+    for r in found:
+        if str(r.id) in have:
+            continue
+        record = json.loads(r.record)
+        reason = "error" if r.is_error else "fallback" if r.fallback else "failure"
+        rows.append(
+            {
+                "project_id": project_id,
+                "dataset": str(r.dataset),
+                "route": route,
+                "variant_model": variant_model,
+                "call_id": str(r.id),
+                "ts": float(r.ts),
+                "reason": reason,
+                "input_hash": prompt_hash(record),
+                "input": json.dumps(
+                    {k: record.get(k) for k in ("source", "provider", "input")}, default=str
+                ),
+                "kept_at": now,
+            }
+        )
+    if rows:
+        with db.write() as conn:
+            conn.execute(rollout_failures.insert(), rows)
+    return len(rows)
+
+
+def list_failures(
+    db: Database, project_id: int, dataset: str | None = None, route: str | None = None
+) -> list[dict[str, Any]]:
+    """Return kept failures of rolled-back models, oldest first.
+
+    Args:
+        db: the database.
+        project_id: the project.
+        dataset: only this dataset's.
+        route: only this route's.
+
+    Returns:
+        ``{"call_id", "dataset", "route", "variant_model", "ts", "reason",
+        "input_hash", "source", "provider", "input"}`` per kept call.
+    """
+    t = rollout_failures
+    query = sa.select(t).where(t.c.project_id == project_id).order_by(t.c.id)
+    if dataset is not None:
+        query = query.where(t.c.dataset == dataset)
+    if route is not None:
+        query = query.where(t.c.route == route)
+    with db.read() as conn:
+        rows = list(conn.execute(query).mappings())
+    out = []
+    for r in rows:
+        item = {
+            k: r[k]
+            for k in ("call_id", "dataset", "route", "variant_model", "ts", "reason", "input_hash")
+        }
+        out.append({**item, **json.loads(r["input"])})
+    return out
+
+
+def failure_hashes(db: Database, project_id: int, dataset: str) -> set[str]:
+    """Return the input hashes rolled-back models failed on in a dataset.
+
+    Args:
+        db: the database.
+        project_id: the project.
+        dataset: the dataset.
+
+    Returns:
+        The hashes (inputs that are not chat conversations are left out).
+    """
+    t = rollout_failures
+    query = sa.select(t.c.input_hash).where(
+        t.c.project_id == project_id, t.c.dataset == dataset, t.c.input_hash.is_not(None)
+    )
+    with db.read() as conn:
+        return {str(h) for h in conn.execute(query).scalars()}
+
+
+def answered_hashes(db: Database, project_id: int, dataset: str, wanted: set[str]) -> set[str]:
+    """Return which of ``wanted`` input hashes a call with success feedback answers.
+
+    Args:
+        db: the database.
+        project_id: the project.
+        dataset: the dataset.
+        wanted: input hashes (:func:`~._dataset_builder.prompt_hash`).
+
+    Returns:
+        The subset of ``wanted`` with at least one successful, error-free call.
+    """
+    if not wanted:
+        return set()
+    query = sa.select(calls.c.record).where(
+        calls.c.project_id == project_id,
+        calls.c.dataset == dataset,
+        calls.c.outcome == "success",
+        sa.not_(calls.c.is_error),
+    )
+    found: set[str] = set()
+    with db.read() as conn:
+        for (record,) in conn.execute(query):
+            h = prompt_hash(json.loads(record))
+            if h in wanted:
+                found.add(h)
+                if found == wanted:
+                    break
+    return found

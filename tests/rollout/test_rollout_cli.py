@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import Server, call, feedback
@@ -110,3 +111,40 @@ def test_unreachable_server(capsys: pytest.CaptureFixture[str]) -> None:
     """An unreachable server is a clear error, not a traceback."""
     assert main(["rollout", "status", "r", "--server", "http://127.0.0.1:9", "--api-key", "x"]) == 1
     assert "cannot reach the server" in capsys.readouterr().err
+
+
+def test_failures_of_a_rolled_back_model_feed_the_next_finetune(
+    server: Server, fake_provider: FakeProvider, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """`rollout failures` lists and exports what the rolled-back model failed; the next
+    `finetune start` reports how many of those inputs it up-weights."""
+    _seed(server)
+    fake_provider.finetune_schedule(seconds_per_phase=0)
+    start = ["finetune", "start", "--dataset", "support", "--base-model", "m", "--backend",
+             fake_provider.openai_base_url, "--backend-api-key", "k", *_args(server)]  # fmt: skip
+    assert main(start) == 0
+    variant = server.get("/v1/config", key=server.ingest_key).json()["routes"]["support"]
+    name = variant["variants"][0]["name"]
+    recs = []
+    for i in range(3):
+        c = call(f"question {i}", "wrong", route="support", variant=name)
+        recs += [c, feedback(c["id"], "failure")]
+    c = call("brand new question", "wrong", route="support", variant=name)
+    recs += [c, feedback(c["id"], "failure")]
+    server.ingest(recs)
+    assert main(["rollout", "rollback", "support", *_args(server)]) == 0
+    assert "kept 4 failed calls of ft:m:fake:support" in capsys.readouterr().out
+    out_file = tmp_path / "failures.jsonl"
+    argv = ["rollout", "failures", "support", "--output", str(out_file), *_args(server)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "4 failed calls of rolled-back models kept (4 distinct inputs, 1 without" in out
+    assert "NEEDS ANSWER brand new question" in out
+    assert out.count(" answered ") == 3
+    rows = [json.loads(x) for x in out_file.read_text().splitlines()]
+    assert sorted(r["input"]["messages"][-1]["content"] for r in rows) == [
+        "brand new question", "question 0", "question 1", "question 2"]  # fmt: skip
+    assert main(start) == 0
+    out = capsys.readouterr().out
+    assert "4 inputs a rolled-back model failed on: 3 have a good answer" in out
+    assert "1 have none yet" in out

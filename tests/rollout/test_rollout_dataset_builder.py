@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from logos_shift import _export
 from logos_shift.server import _dataset_builder as db
 
 
@@ -186,3 +187,57 @@ def test_feedback_by_call_joins_by_response_id_latest_wins() -> None:
         },
     ]
     assert db.feedback_by_call(recs) == {"c1": {"outcome": "success", "score": 1.0}}
+
+
+def test_prompt_hash_matches_answered_examples_of_the_same_input() -> None:
+    """A failed call (error, no output) hashes like a good answer to the same input."""
+    good = _call(1, question="  what is   2+2? ")
+    failed = _call(2, question="what is 2+2?", output=None, error={"type": "E", "message": "m"})
+    example = _export.to_openai_chat(good)
+    assert example is not None
+    assert db.prompt_hash(failed) == db.prompt_hash(good) == db.input_hash(example)
+    assert db.prompt_hash(_call(3, question="what is 3+3?")) != db.prompt_hash(good)
+    anthropic = {
+        "type": "call",
+        "source": "anthropic.messages",
+        "provider": "anthropic",
+        "input": {"system": "Be brief.", "messages": [{"role": "user", "content": "what is 2+2?"}]},
+        "output": None,
+        "error": {"type": "E", "message": "overloaded"},
+    }
+    assert db.prompt_hash(anthropic) == db.prompt_hash(good)
+    assert db.prompt_hash({"type": "call", "source": "openai.embeddings", "input": {}}) is None
+
+
+def test_hard_inputs_are_up_weighted_in_train_and_counted() -> None:
+    """Good answers to hard inputs appear hard_weight times in train; the rest are reported."""
+    calls = [_call(i) for i in range(100)]
+    ds0 = db.build(calls, _ok(100))
+    hard_in_train = [db.input_hash(x) for x in ds0.train[:5]]
+    hard_in_test = [db.input_hash(t["example"]) for t in ds0.test[:1]]
+    missing = db.prompt_hash(_call(500, question="never answered"))
+    assert missing is not None
+    hard = {*hard_in_train, *hard_in_test, missing}
+    ds = db.build(calls, _ok(100), db.DatasetSpec(hard_weight=3), hard)
+    assert ds.counts["hard_inputs"] == 7
+    assert ds.counts["hard_answered"] == 6
+    assert ds.counts["hard_in_train"] == 5
+    assert ds.counts["hard_unanswered"] == 1
+    assert ds.hard_unanswered == [missing]
+    assert len(ds.train) == len(ds0.train) + 5 * 2
+    lines = ds.jsonl("train").decode().splitlines()
+    for h in hard_in_train:
+        assert sum(1 for x in lines if db.input_hash(json.loads(x)) == h) == 3
+    # The test split is unchanged: a hard input that hashes there is never trained on.
+    assert [t["call_id"] for t in ds.test] == [t["call_id"] for t in ds0.test]
+    assert any("1 of 7 inputs a rolled-back model failed on" in w for w in ds.warnings)
+
+
+def test_hard_repeats_do_not_count_towards_the_minimum() -> None:
+    """The minimum of examples counts distinct inputs, not a hard input's repeats."""
+    calls = [_call(i) for i in range(14)]
+    ds0 = db.build(calls, _ok(14), db.DatasetSpec(min_examples=1, test_frac=0, validation_frac=0))
+    hard = {db.input_hash(x) for x in ds0.train}
+    spec = db.DatasetSpec(min_examples=15, test_frac=0, validation_frac=0, hard_weight=2)
+    with pytest.raises(db.DatasetError, match="only 14 training examples"):
+        db.build(calls, _ok(14), spec, hard)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from typing import Any
@@ -299,3 +300,116 @@ def test_bad_requests_are_clear_4xx(server: Server) -> None:
     assert r.status_code == 403
     assert server.get("/v1/routes/d/rollout", key=server.ingest_key).status_code == 403
     assert server.get("/v1/routes/d/rollout").status_code == 404
+
+
+def test_rolled_back_failures_are_kept_for_the_next_dataset(
+    server: Server, fake_provider: FakeProvider
+) -> None:
+    """A rollback keeps the variant's failed calls; the next dataset up-weights good answers.
+
+    The variant fails 50 inputs (failure feedback), errors on one and falls back on
+    another, and fails 5 inputs nobody answered well.  Control answered the 50 well.
+    After the automatic rollback the failures are listed; the next fine-tune's training
+    file holds control's answers to those inputs twice, never the variant's bad ones,
+    and the response says which failed inputs still lack a good answer.
+    """
+    _seed_dataset(server)
+    _start(server, fake_provider)
+    variant = _config_route(server)["variants"][0]["name"]
+    recs: list[dict[str, Any]] = []
+    for i in range(80):
+        c = call(f"easy {i}", "fine", route="support", variant=variant)
+        recs += [c, feedback(c["id"], "success")]
+    for i in range(120):
+        c = call(f"hard {i % 50}", "BAD ANSWER", route="support", variant=variant)
+        recs += [c, feedback(c["id"], "failure")]
+    for i in range(5):
+        c = call(f"orphan {i}", "BAD ANSWER", route="support", variant=variant)
+        recs += [c, feedback(c["id"], "failure")]
+    err = {"type": "APIError", "message": "boom", "status": 500}
+    recs.append(call("hard 0", "x", route="support", variant=variant, output=None, error=err))
+    recs.append(call("hard 1", "x", route="support", variant=variant, fallback=True))
+    for i in range(1800):
+        c = call(f"hard {i % 50}", f"Good answer {i % 50}", route="support", variant="control")
+        recs += [c, feedback(c["id"], "success" if i < 1620 else "failure")]
+    server.ingest(recs)
+    d = server.post("/v1/routes/support/rollout/evaluate").json()
+    assert d["action"] == "rollback", d
+    assert d["numbers"]["kept_failures"] == 127
+    assert "kept 127 failed calls" in d["reasons"][-1]
+    kept = server.get("/v1/routes/support/rollout/failures").json()
+    assert (kept["count"], kept["inputs"], kept["unanswered"]) == (127, 55, 5)
+    by_reason: dict[str, int] = {}
+    for f in kept["failures"]:
+        by_reason[f["reason"]] = by_reason.get(f["reason"], 0) + 1
+        assert f["answered"] == (not f["input"]["messages"][-1]["content"].startswith("orphan"))
+    assert by_reason == {"failure": 125, "error": 1, "fallback": 1}
+    # A second rollback request changes nothing and keeps nothing twice.
+    assert server.post("/v1/routes/support/rollout/rollback").status_code == 409
+    assert server.get("/v1/routes/support/rollout/failures").json()["count"] == 127
+
+    started = _start(server, fake_provider)
+    counts = started["dataset"]
+    assert counts["hard_inputs"] == 55
+    assert counts["hard_answered"] == 50
+    assert counts["hard_unanswered"] == 5
+    assert 30 <= counts["hard_in_train"] <= 50
+    assert any("5 of 55 inputs a rolled-back model failed on" in w for w in started["warnings"])
+    lines = fake_provider.file_content(started["files"]["train"]).decode().splitlines()
+    answers = [json.loads(x)["messages"][-1]["content"] for x in lines]
+    assert "BAD ANSWER" not in answers
+    good = [a for a in answers if a.startswith("Good answer")]
+    assert len(good) == 2 * counts["hard_in_train"]
+    assert all(good.count(a) == 2 for a in good)
+    assert len(answers) == counts["train"]
+
+
+def test_malformed_dataset_is_rejected_without_a_job(
+    server: Server, fake_provider: FakeProvider
+) -> None:
+    """Rated calls that cannot become training lines give a 422 listing each problem; no job."""
+    recs: list[dict[str, Any]] = []
+    for i in range(30):
+        bad = {"model": "gpt-4o", "messages": [{"role": "robot", "content": f"beep {i}"}]}
+        c = call(f"q{i}", "a", input=bad)
+        recs += [c, feedback(c["id"], "success")]
+    server.ingest(recs)
+    body = {"dataset": "support", "base_model": "m", "backend_url": fake_provider.openai_base_url}
+    r = server.post("/v1/finetune", body)
+    assert r.status_code == 422, r.text
+    err = r.json()
+    assert err["error"] == "invalid_dataset"
+    assert "only 0 training examples" in err["message"]
+    assert "30 invalid" in err["message"]
+    assert any("unrecognised role 'robot'" in d for d in err["details"])
+    assert not [q for q in fake_provider.requests if "fine_tuning" in q.path or "files" in q.path]
+    assert server.get("/v1/routes/support/rollout").status_code == 404
+    assert "support" not in server.get("/v1/config", key=server.ingest_key).json()["routes"]
+
+
+def test_backend_that_never_answers_leaves_route_on_control(server: Server) -> None:
+    """A backend that accepts connections but never answers times out: 502 saying so."""
+    from logos_shift.server import _finetune
+
+    _seed_dataset(server)
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # connections complete in the backlog; nothing ever reads or answers
+    port = silent.getsockname()[1]
+    server.service.backend_factory = lambda url, key: _finetune.OpenAICompatibleBackend(
+        base_url=url, api_key=key or "k", timeout=0.5, max_retries=0
+    )
+    try:
+        body = {"dataset": "support", "base_model": "m",
+                "backend_url": f"http://127.0.0.1:{port}/v1"}  # fmt: skip
+        r = server.post("/v1/finetune", body)
+    finally:
+        silent.close()
+    assert r.status_code == 502, r.text
+    message = r.json()["message"]
+    assert "timed out" in message
+    assert "route stays on control" in message
+    status = server.get("/v1/routes/support/rollout").json()
+    assert status["state"]["status"] == "failed"
+    assert "timed out" in status["state"]["reason"]
+    assert "support" not in server.get("/v1/config", key=server.ingest_key).json()["routes"]
