@@ -19,20 +19,24 @@ from . import _guard
 _counter = itertools.count()
 _VERSION = 0x7 << 76
 _VARIANT = 0b10 << 62
+_FIXED = _VERSION | _VARIANT
+# Bound once (hot path).  random's global generator is reseeded in forked
+# children by CPython itself (same instance, so the bound method stays
+# valid), and avoids urandom syscalls on the hot path.
+_time_ns = time.time_ns
+_getrandbits = random.getrandbits
+_next = next
 
 
 def new_int() -> int:
     """Return a new UUIDv7 as a 128-bit integer."""
-    _guard.fault("ids")
-    ms = time.time_ns() // 1_000_000
-    # random's global generator is reseeded in forked children by CPython
-    # itself, and avoids urandom syscalls on the hot path.
+    if _guard.FAULTS:
+        _guard.fault("ids")
     return (
-        (ms & 0xFFFF_FFFF_FFFF) << 80
-        | _VERSION
-        | (next(_counter) & 0xFFF) << 64
-        | _VARIANT
-        | random.getrandbits(62)
+        ((_time_ns() // 1_000_000) & 0xFFFF_FFFF_FFFF) << 80
+        | _FIXED
+        | (_next(_counter) & 0xFFF) << 64
+        | _getrandbits(62)
     )
 
 

@@ -7,6 +7,7 @@ every record as ``"schema"``; the server refuses versions it does not know.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
@@ -112,10 +113,34 @@ def error_info(exc: BaseException) -> dict[str, Any]:
     return {"type": type(exc).__name__, "message": message, "status": status}
 
 
+# The last whole second formatted, and its "YYYY-MM-DDTHH:MM:SS." prefix:
+# records come in time order, so most share the second of the previous one.
+# One tuple, replaced whole, so concurrent callers never see a torn pair.
+_last_second: tuple[float, str] = (-1.0, "")
+
+
 def format_ts(ts: float) -> str:
-    """Format epoch seconds as the schema's UTC ISO-8601 string with ms."""
-    dt = datetime.fromtimestamp(ts, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    """Format epoch seconds as the schema's UTC ISO-8601 string with ms.
+
+    Same result as ``datetime.fromtimestamp(ts, tz=timezone.utc)`` formatted
+    with ``strftime`` (microseconds rounded half-even, as ``datetime`` does,
+    then truncated to milliseconds), with the date part cached per second.
+    """
+    global _last_second
+    frac, whole = math.modf(ts)
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        whole += 1.0
+        us -= 1_000_000
+    elif us < 0:
+        whole -= 1.0
+        us += 1_000_000
+    second, prefix = _last_second
+    if whole != second:
+        dt = datetime.fromtimestamp(whole, tz=timezone.utc)
+        prefix = dt.strftime("%Y-%m-%dT%H:%M:%S.")
+        _last_second = (whole, prefix)
+    return f"{prefix}{us // 1000:03d}Z"
 
 
 def submit(record: dict[str, Any], size: int = 2048) -> bool:

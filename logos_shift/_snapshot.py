@@ -36,33 +36,35 @@ def _copy(value: Any, size: list[int], depth: int, active: set[int]) -> Any:
     if depth >= _MAX_DEPTH:
         size[0] += 16
         return value
-    if cls is dict or cls is list or cls is tuple or cls is set or cls is frozenset:
+    if cls is dict:
+        return _copy_dict(value, size, depth, active)
+    if cls is list or cls is tuple or cls is set or cls is frozenset:
         key = id(value)
         if key in active:
             # A cycle: keep the reference; the serialiser prints a placeholder.
             return value
         active.add(key)
         try:
-            if cls is dict:
-                n = 2
-                d: dict[Any, Any] = {}
-                for k, v in value.items():
-                    n += (len(k) if type(k) is str else 8) + 4
-                    vt = type(v)
-                    # Inline the common leaves: a function call per value
-                    # costs more than the copy itself.
-                    if vt is str:
-                        n += len(v) + 2
-                        d[k] = v
-                    elif vt in _SCALARS:
-                        n += 8
-                        d[k] = v
-                    else:
-                        d[k] = _copy(v, size, depth + 1, active)
-                size[0] += n
-                return d
-            size[0] += 2
-            items = [_copy(v, size, depth + 1, active) for v in value]
+            # Leaves inline and dicts straight to _copy_dict: a function call
+            # per item costs more than the copy itself (chat messages are a
+            # list of small dicts).
+            n = 2
+            items: list[Any] = []
+            append = items.append
+            child = depth + 1
+            for v in value:
+                vt = type(v)
+                if vt is str:
+                    n += len(v) + 2
+                    append(v)
+                elif vt in _SCALARS:
+                    n += 8
+                    append(v)
+                elif vt is dict and child < _MAX_DEPTH:
+                    append(_copy_dict(v, size, child, active))
+                else:
+                    append(_copy(v, size, child, active))
+            size[0] += n
             if cls is list:
                 return items
             if cls is tuple:
@@ -79,3 +81,38 @@ def _copy(value: Any, size: list[int], depth: int, active: set[int]) -> Any:
     # enough without walking them here.
     size[0] += 256
     return value
+
+
+def _copy_dict(value: dict[Any, Any], size: list[int], depth: int, active: set[int]) -> Any:
+    """:func:`_copy` of a plain dict (``depth`` below the limit)."""
+    key = id(value)
+    if key in active:
+        # A cycle: keep the reference; the serialiser prints a placeholder.
+        return value
+    # One pass sizes the leaves and finds the values that need a copy of
+    # their own; the dict itself is copied in C.  Most dicts (messages,
+    # options) hold only leaves and never touch ``active``.
+    n = 2
+    nested: list[tuple[Any, Any]] | None = None
+    for k, v in value.items():
+        n += (len(k) if type(k) is str else 8) + 4
+        vt = type(v)
+        if vt is str:
+            n += len(v) + 2
+        elif vt in _SCALARS:
+            n += 8
+        elif nested is None:
+            nested = [(k, v)]
+        else:
+            nested.append((k, v))
+    d = dict(value)
+    if nested is not None:
+        active.add(key)
+        try:
+            child = depth + 1
+            for k, v in nested:
+                d[k] = _copy(v, size, child, active)
+        finally:
+            active.discard(key)
+    size[0] += n
+    return d
