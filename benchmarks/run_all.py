@@ -5,9 +5,10 @@ Run: ``.venv/bin/python benchmarks/run_all.py [--quick] [--only NAME ...]``
 
 Each benchmark runs as a subprocess of the same interpreter, so one cannot
 skew the next (threads, imports, patched SDKs, GC state); its markdown output
-is streamed as it comes.  ``--quick`` asks each for a short run: passed through
-as ``--quick`` to benchmarks that accept it, translated to smaller sizes for
-those that take explicit sizes (see ``QUICK_ARGS``).  A failing benchmark is
+is streamed as it comes (``--markdown`` is passed to those that offer it).
+``--quick`` asks each for a short run: passed through as ``--quick`` to
+benchmarks that accept it, translated to smaller sizes for those that take
+explicit sizes (see ``QUICK_ARGS``).  A failing benchmark is
 reported and the others still run; the exit status is 1 if any failed.
 """
 
@@ -40,16 +41,18 @@ def benchmarks(only: list[str] | None = None) -> list[Path]:
     return [p for p in found if p.name in wanted]
 
 
-def accepts_quick(script: Path) -> bool:
-    """Whether ``script`` declares a ``--quick`` flag (looked up in its source)."""
-    return '"--quick"' in script.read_text(encoding="utf-8")
+def accepts(script: Path, flag: str) -> bool:
+    """Whether ``script`` declares the option ``flag`` (looked up in its source)."""
+    return f'"{flag}"' in script.read_text(encoding="utf-8")
 
 
 def command(script: Path, quick: bool) -> list[str]:
-    """The command line that runs ``script``, short if ``quick``."""
+    """The command line that runs ``script``: markdown output, short if ``quick``."""
     cmd = [sys.executable, str(script)]
+    if accepts(script, "--markdown"):
+        cmd.append("--markdown")
     if quick:
-        if accepts_quick(script):
+        if accepts(script, "--quick"):
             cmd.append("--quick")
         else:
             cmd += QUICK_ARGS.get(script.name, [])
@@ -70,7 +73,8 @@ def main() -> int:
     for script in scripts:
         cmd = command(script, args.quick)
         print(f"## {script.stem}\n", flush=True)
-        print(f"`{' '.join([Path(cmd[0]).name, *cmd[1:]])}`\n", flush=True)
+        shown = ["python", str(script.relative_to(HERE.parent)), *cmd[2:]]
+        print(f"`{' '.join(shown)}`\n", flush=True)
         t0 = time.perf_counter()
         rc = subprocess.call(cmd, cwd=HERE.parent)
         took = time.perf_counter() - t0

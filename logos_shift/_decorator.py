@@ -358,7 +358,9 @@ def decorate(
         return wrapt.FunctionWrapper(func, async_wrapper)  # type: ignore[return-value]
 
     function = spec.function
-    snapshot_arguments = spec.snapshot_arguments
+    tail = spec.tail
+    n_tail = len(tail)
+    skip_first = spec.skip_first
     enqueue = client._enqueue
     Scope = _context.Scope
 
@@ -382,7 +384,25 @@ def decorate(
                 dataset = spec.dataset or outer.dataset or settings.dataset
                 scope = Scope(dataset, outer.metadata, function, client)
                 spec.cache = (outer, settings, scope)
-            inputs, size = snapshot_arguments(instance, args, kwargs)
+            # spec.snapshot_arguments() inlined.
+            pos = args[1:] if skip_first and instance is None else args
+            if len(pos) <= n_tail:
+                inputs = dict(zip(tail, pos))  # noqa: B905 - lengths checked
+                if kwargs:
+                    inputs.update(kwargs)
+            else:
+                inputs = spec._arguments_slow(instance, args, kwargs)
+            size = 514  # 2 for the braces, 512 for the envelope (as in _Call)
+            for k, v in inputs.items():
+                t = type(v)
+                if t is str:
+                    size += len(v) + len(k) + 6
+                elif t in _SCALARS:
+                    size += len(k) + 12
+                else:
+                    copied, n = _snapshot.snapshot(v)
+                    inputs[k] = copied
+                    size += n + len(k) + 4
             cid = _new_int()
             rec: dict[str, Any] = {
                 "type": "call",
@@ -403,7 +423,7 @@ def decorate(
             result = wrapped(*args, **kwargs)
         except BaseException as exc:
             try:
-                _submit(client, rec, cid, start, size + 512, None, exc)
+                _submit(client, rec, cid, start, size, None, exc)
             except Exception as err:  # noqa: BLE001 - the rule of _guard.guard, inlined
                 _guard.swallow("decorator.finish", err)
             raise
@@ -414,7 +434,7 @@ def decorate(
             rec["latency_ms"] = (_perf_counter() - start) * 1000.0
             rec["output"] = result
             _last_id_set(cid)
-            enqueue(rec, size + 512)
+            enqueue(rec, size)
             if add_id and type(result) is dict:
                 result["logos_shift_id"] = format_id(cid)
         except Exception as exc:  # noqa: BLE001 - the rule of _guard.guard, inlined
