@@ -323,7 +323,8 @@ def evaluate(state: RolloutState, policy: Policy, evidence: Evidence, now: float
     stage_v_calls = evidence.variant.calls - base.variant_calls
     stage_c_calls = evidence.control.calls - base.control_calls
     share = pct / (pct + max(0.0, 1.0 - pct - policy.holdout_pct))
-    srm_p = _seqstats.srm_p_value(stage_v_calls, stage_c_calls, share)
+    srm_v, srm_c = evidence.stage_calls or (stage_v_calls, stage_c_calls)
+    srm_p = _seqstats.srm_p_value(srm_v, srm_c, share)
     elapsed = now - state.since
     numbers["stage"].update(
         {"variant_feedback": stage_v_fb, "control_feedback": stage_c_fb, "elapsed_s": elapsed}
@@ -341,7 +342,7 @@ def evaluate(state: RolloutState, policy: Policy, evidence: Evidence, now: float
     # peeks do not inflate its false-alarm rate.
     if not waits and srm_p < policy.srm_p_min:
         reason = (
-            f"sample-ratio mismatch: {stage_v_calls} variant vs {stage_c_calls} control calls "
+            f"sample-ratio mismatch: {srm_v} variant vs {srm_c} control calls "
             f"for a {share:.1%} share (p={srm_p:.2g} < {policy.srm_p_min:g})"
         )
         new = _to(state, now, status=Status.PAUSED, paused_from=Status.CANARY, reason=reason)

@@ -269,6 +269,9 @@ class RolloutService:
             str(route["control"]["name"]),
             str(row.info["variant_name"]),
             float(row.info["canary_since"]),
+            # Clients follow a new stage at their next config refresh: the calls
+            # made before that are left out of the sample-ratio check.
+            stage_from=row.state.since + row.policy.srm_grace_s,
         )
 
     def evaluate(self, project_id: int, route: str) -> _rollout.Decision:

@@ -220,7 +220,13 @@ def list_events(
 
 
 def evidence(
-    db: Database, project_id: int, route: str, control: str, variant: str, since: float
+    db: Database,
+    project_id: int,
+    route: str,
+    control: str,
+    variant: str,
+    since: float,
+    stage_from: float | None = None,
 ) -> Evidence:
     """Aggregate the two arms of a route from stored calls and their feedback.
 
@@ -235,6 +241,8 @@ def evidence(
         control: the control arm's name.
         variant: the variant's name.
         since: only calls at or after this time (the canary's start).
+        stage_from: also count each arm's calls made at or after this time
+            (``Evidence.stage_calls``, for the sample-ratio check).
 
     Returns:
         The evidence.
@@ -242,6 +250,7 @@ def evidence(
     table = _prices.effective_table(db, project_id)
     query = sa.select(
         calls.c.variant,
+        calls.c.ts,
         calls.c.is_error,
         calls.c.fallback,
         calls.c.latency_ms,
@@ -256,10 +265,17 @@ def evidence(
         calls.c.variant.in_([control, variant]),
     )
     acc = {control: _Acc(), variant: _Acc()}
+    in_stage = {control: 0, variant: 0}
     with db.read() as conn:
         for r in conn.execute(query):
             acc[str(r.variant)].add(r, table)
-    return Evidence(control=acc[control].stats(), variant=acc[variant].stats())
+            if stage_from is not None and r.ts >= stage_from:
+                in_stage[str(r.variant)] += 1
+    return Evidence(
+        control=acc[control].stats(),
+        variant=acc[variant].stats(),
+        stage_calls=None if stage_from is None else (in_stage[variant], in_stage[control]),
+    )
 
 
 class _Acc:

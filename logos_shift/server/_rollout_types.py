@@ -53,6 +53,10 @@ class Policy:
         p95_latency_ratio_max: tolerated p95 latency, as a multiple of control's.
         cost_ratio_max: tolerated cost per call, as a multiple of control's.
         srm_p_min: a sample-ratio-mismatch p-value below this pauses the rollout.
+        srm_grace_s: calls made in this many seconds after a stage began are left
+            out of the sample-ratio check (clients still on the previous share until
+            their next config refresh, calls in flight); keep it above the clients'
+            ``refresh_seconds`` plus their flush interval.
         holdout_pct: share of units kept on control even after promotion.
         offline_eval: run the offline evaluation on the test split first.
         offline_eval_gate: share of test examples the judge must accept.
@@ -69,6 +73,7 @@ class Policy:
     p95_latency_ratio_max: float = 1.5
     cost_ratio_max: float = 1.25
     srm_p_min: float = 0.001
+    srm_grace_s: float = 180.0
     holdout_pct: float = 0.0
     offline_eval: bool = False
     offline_eval_gate: float = 0.8
@@ -89,6 +94,8 @@ class Policy:
             problems.append("seq_tuning_n, min_per_arm and min_harm_n must be positive")
         if self.min_stage_s < 0 or not 0 <= self.holdout_pct < 1:
             problems.append("min_stage_s must be >= 0 and holdout_pct in [0, 1)")
+        if self.srm_grace_s < 0:
+            problems.append("srm_grace_s must be >= 0")
         if problems:
             raise ValueError("invalid rollout policy: " + "; ".join(problems))
 
@@ -170,10 +177,19 @@ class Baseline:
 
 @dataclass(frozen=True)
 class Evidence:
-    """Everything the engine knows about both arms."""
+    """Everything the engine knows about both arms.
+
+    Attributes:
+        control: control's cumulative statistics.
+        variant: the variant's cumulative statistics.
+        stage_calls: ``(variant, control)`` calls made since the current stage
+            began plus the policy's ``srm_grace_s``, for the sample-ratio check;
+            None: the stage's calls counted from its baseline instead.
+    """
 
     control: ArmStats = field(default_factory=ArmStats)
     variant: ArmStats = field(default_factory=ArmStats)
+    stage_calls: tuple[int, int] | None = None
 
     def baseline(self) -> Baseline:
         """Return the counts a new stage starts from."""

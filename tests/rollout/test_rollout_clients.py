@@ -71,9 +71,9 @@ def test_patched_clients_follow_each_stage_promotion_and_rollback(
 
     The stages advance on the feedback of the patched clients' own calls.  After each
     transition the clients keep the old split until their next refresh, and one
-    refresh is enough to apply the new one.  (Right after an advance the lag is
-    checked on the router's decisions, not with calls: lagging calls at the old share
-    would be a real sample-ratio mismatch in the new stage.)
+    refresh is enough to apply the new one.  The calls made at the old share right
+    after an advance fall in the policy's ``srm_grace_s`` and do not pause the
+    rollout for a sample-ratio mismatch.
     """
     ls, client = app_client
     seed = [call(f"seed {i}", f"Echo: seed {i}") for i in range(40)]
@@ -93,6 +93,7 @@ def test_patched_clients_follow_each_stage_promotion_and_rollback(
     assert (d["action"], d["state"]["stage_index"]) == ("advance", 1), d
 
     assert _decided_share(ls) == share  # not refreshed yet: the same users, the same split
+    assert _users_on_variant(ls, client, model, rate=True) == share
     ls.router.refresh_now()
     share50 = _users_on_variant(ls, client, model, rate=True)
     assert 0.44 <= share50 <= 0.56, share50

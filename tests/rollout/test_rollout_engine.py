@@ -235,3 +235,25 @@ def test_policy_validation_and_json() -> None:
             Policy.from_json(bad)
     pol = Policy(margin=0.02, stages=(0.1, 1.0))
     assert Policy.from_json(pol.to_json()) == pol
+
+
+def test_srm_uses_the_calls_after_the_grace_period_when_given() -> None:
+    """Evidence.stage_calls (calls after srm_grace_s) replaces the baseline counts in the SRM."""
+    pol = Policy(stages=(0.1, 0.5, 1.0), min_per_arm=10, min_stage_s=0)
+    st = _rollout.on_training_finished(_rollout.start("r", "base", 0.0, pol), True, "ft", 0.0, pol)
+    # At a 10 % share, 300 of 1200 calls on the variant: counted from the stage's
+    # baseline that is a mismatch; counted after the grace period it is not.
+    lagging = Evidence(
+        control=ArmStats(calls=900, feedback=900, successes=800),
+        variant=ArmStats(calls=300, feedback=300, successes=270),
+    )
+    assert _rollout.evaluate(st.state, pol, lagging, 10.0).action == "pause"
+    clean = Evidence(control=lagging.control, variant=lagging.variant, stage_calls=(20, 180))
+    assert _rollout.evaluate(st.state, pol, clean, 10.0).action == "advance"
+    skewed = Evidence(control=lagging.control, variant=lagging.variant, stage_calls=(100, 100))
+    d = _rollout.evaluate(st.state, pol, skewed, 10.0)
+    assert d.action == "pause"
+    assert "100 variant vs 100 control calls" in d.reasons[0]
+    with pytest.raises(ValueError, match="srm_grace_s"):
+        Policy(srm_grace_s=-1)
+    assert Policy.from_json({"srm_grace_s": 30}).srm_grace_s == 30
