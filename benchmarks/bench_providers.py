@@ -1,27 +1,51 @@
-"""Added cost of ``patch_openai()`` per call, against the bare SDK, in one interleaved run.
+"""Added cost of ``patch_openai()`` per call against the bare SDK and two peers, in one run.
 
-Run: ``.venv/bin/python benchmarks/bench_providers.py [--n 400]``
+Run: ``.venv/bin/python benchmarks/bench_providers.py [--quick] [--n 600]``
+(the peers come with ``pip install -e '.[bench]'``; a missing one is skipped and said so).
 
-For each transport (in-process ``httpx2.MockTransport``; the local fake server
-over a socket), each mode (sync, async) and each kind (non-stream; stream of 50
-chunks), calls alternate between the bare SDK (the original, unwrapped method
-called directly) and the instrumented method, so both see the same machine
-state.  Latency: p50/p99 of the per-call wall time, instrumented minus bare.
-CPU: ``process_time`` (all threads, so the background serialisation and JSONL
-write are included; the instrumented blocks end with ``flush()``) per call,
-instrumented minus bare.  When ``opentelemetry-instrumentation-openai`` is
-installed, the same is measured for it in a second phase.  Prints markdown.
+Variants, all calling the same ``client.chat.completions`` object:
+
+- ``bare``: the SDK's own ``create``, unwrapped;
+- ``logos_shift``: ``patch_openai()``, records to a local JSONL file, no routing;
+- ``logos_shift+routing``: the same with ``logos_shift.init(routes=<file>)``: a route that
+  matches the call and sends every user to a variant model (the request is rewritten);
+- ``otel-openai``: OpenTelemetry's openai instrumentation
+  (``opentelemetry-instrumentation-openai``), SDK ``TracerProvider`` + ``BatchSpanProcessor``
+  into an in-memory exporter;
+- ``langfuse``: Langfuse's OpenAI wrapper (``langfuse.openai``) with its own tracer provider
+  and batch processor exporting into an in-memory exporter (``span_exporter=``), so no
+  Langfuse server is contacted (the client is configured with a dead local port anyway).
+
+Each wrapper is taken from the class after its library patched it and the class is then
+restored, so the variants do not stack and can be called side by side.  Langfuse's global
+``Stream.__iter__`` hook is installed only during its own blocks.
+
+Scenarios: transport (in-process ``httpx2.MockTransport`` via ``http_client=``; the local
+``FakeProvider`` over a socket) x mode (sync, async) x kind (non-stream; stream of 50 chunks,
+consumed to the end).  Within a scenario, blocks of calls alternate between the variants
+(rotating the order each round), so all see the same machine state.
+
+- Latency: p50 and p99 of the per-call wall time (the stream fully consumed), variant minus
+  bare.
+- CPU: ``time.process_time()`` (every thread of the process) over each block *including* the
+  variant's flush at the end of the block (our background serialisation and file write,
+  the peers' span export), divided by the calls, variant minus bare.
+
+Prints a markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import json
 import statistics
+import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +58,19 @@ from logos_shift import _instrument
 from logos_shift.testing import FakeProvider
 
 MSGS = [{"role": "user", "content": "benchmark prompt with a few words in it"}]
+MODEL = "gpt-4o-mini"
 CHUNKS = 50
+BLOCK = 10
+VARIANTS = ("bare", "logos_shift", "logos_shift+routing", "otel-openai", "langfuse")
+_ORIGINAL = {cls: vars(cls)["create"] for cls in (Completions, AsyncCompletions)}
+
+
+# -- the in-process transport ----------------------------------------------------
 
 
 def _completion() -> bytes:
     return json.dumps({
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": MODEL,
         "choices": [{"index": 0, "finish_reason": "stop",
                      "message": {"role": "assistant", "content": "hello " * 20}}],
         "usage": {"prompt_tokens": 8, "completion_tokens": 20, "total_tokens": 28},
@@ -50,7 +81,7 @@ def _sse() -> bytes:
     out = []
     for i in range(CHUNKS):
         chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1,
-                 "model": "gpt-4o-mini", "choices": [{"index": 0, "delta": {"content": f"w{i} "},
+                 "model": MODEL, "choices": [{"index": 0, "delta": {"content": f"w{i} "},
                  "finish_reason": "stop" if i == CHUNKS - 1 else None}]}  # fmt: skip
         out.append(b"data: " + json.dumps(chunk).encode() + b"\n\n")
     out.append(b"data: [DONE]\n\n")
@@ -66,17 +97,198 @@ def _handler(request: Any) -> Any:
     return httpx2.Response(200, content=JSON_BODY, headers={"content-type": "application/json"})
 
 
-def _clients(transport: str, base_url: str) -> tuple[openai.OpenAI, openai.AsyncOpenAI]:
+def _client(transport: str, base_url: str, is_async: bool) -> Any:
     if transport == "mock":
-        sync = openai.OpenAI(api_key="k", base_url="http://bench/v1",
+        if is_async:
+            return openai.AsyncOpenAI(api_key="k", base_url="http://bench/v1",
+                                      http_client=openai.DefaultAsyncHttpxClient(
+                                          transport=httpx2.MockTransport(_handler)))  # fmt: skip
+        return openai.OpenAI(api_key="k", base_url="http://bench/v1",
                              http_client=openai.DefaultHttpxClient(
                                  transport=httpx2.MockTransport(_handler)))  # fmt: skip
-        asy = openai.AsyncOpenAI(api_key="k", base_url="http://bench/v1",
-                                 http_client=openai.DefaultAsyncHttpxClient(
-                                     transport=httpx2.MockTransport(_handler)))  # fmt: skip
-        return sync, asy
-    return (openai.OpenAI(api_key="k", base_url=base_url, max_retries=0),
-            openai.AsyncOpenAI(api_key="k", base_url=base_url, max_retries=0))  # fmt: skip
+    cls: Any = openai.AsyncOpenAI if is_async else openai.OpenAI
+    return cls(api_key="k", base_url=base_url, max_retries=0)
+
+
+# -- the variants --------------------------------------------------------------------
+
+
+class Variant:
+    """One way of calling ``create``: its wrappers, how to enter it and how to flush it."""
+
+    def __init__(self, name: str, sync_fn: Any, async_fn: Any,
+                 enter: Callable[[], contextlib.AbstractContextManager[Any]],
+                 flush: Callable[[], Any]) -> None:  # fmt: skip
+        self.name = name
+        self.sync_fn = sync_fn
+        self.async_fn = async_fn
+        self.enter = enter
+        self.flush = flush
+        self.lat: list[float] = []
+        self.cpu = 0.0
+
+
+def _grab(install: Callable[[], Any]) -> tuple[Any, Any]:
+    """Run ``install``, take the wrappers it put on ``create``, restore the originals."""
+    for cls, fn in _ORIGINAL.items():
+        cls.create = fn  # type: ignore[method-assign]
+    install()
+    got = (vars(Completions)["create"], vars(AsyncCompletions)["create"])
+    for cls, fn in _ORIGINAL.items():
+        cls.create = fn  # type: ignore[method-assign]
+    if got[0] is _ORIGINAL[Completions]:
+        raise RuntimeError("the instrumentation did not wrap Completions.create")
+    return got
+
+
+_CLOSE: list[Any] = []
+
+
+def _close() -> None:
+    for inst in _CLOSE:
+        inst.shutdown(timeout=10)
+
+
+def _variants(tmp: Path, skipped: list[str]) -> list[Variant]:
+    nothing = contextlib.nullcontext
+    out = [Variant("bare", _ORIGINAL[Completions], _ORIGINAL[AsyncCompletions], nothing,
+                   lambda: None)]  # fmt: skip
+
+    ls = logos_shift.init(filename=str(tmp / "calls.jsonl"))
+    routes = tmp / "routes.json"
+    routes.write_text(json.dumps({"version": 1, "routes": {"bench": {
+        "match": {"model": MODEL},
+        "control": {"name": "base", "model": MODEL},
+        "variants": [{"name": "ft-1", "model": "ft:gpt-4o-mini:bench::x1", "fallback": True}],
+        "rollout": {"variant_pct": 1.0},
+    }}}))  # fmt: skip
+    routed = logos_shift.LogosShift(filename=str(tmp / "routed.jsonl"), routes=str(routes))
+    _CLOSE.extend((ls, routed))
+    fns = _grab(_instrument.patch_openai)
+    _instrument.unpatch_openai()
+    out.append(Variant("logos_shift", *fns, nothing, lambda: ls.flush(timeout=10)))
+    out.append(Variant("logos_shift+routing", *fns, routed.activate,
+                       lambda: routed.flush(timeout=10)))  # fmt: skip
+
+    try:
+        from opentelemetry.instrumentation.openai import OpenAIInstrumentor
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    except ImportError:
+        skipped.append("otel-openai (pip install -e '.[bench]')")
+    else:
+        tp = TracerProvider()
+        exporter = InMemorySpanExporter()
+        tp.add_span_processor(BatchSpanProcessor(exporter))
+        fns = _grab(lambda: OpenAIInstrumentor().instrument(tracer_provider=tp))
+
+        def otel_flush() -> None:
+            tp.force_flush()
+            exporter.clear()
+
+        out.append(Variant("otel-openai", *fns, nothing, otel_flush))
+
+    try:
+        from langfuse import Langfuse
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    except ImportError:
+        skipped.append("langfuse (pip install -e '.[bench]')")
+    else:
+        lf_exporter = InMemorySpanExporter()
+        lf = Langfuse(public_key="pk-lf-bench", secret_key="sk-lf-bench",
+                      base_url="http://127.0.0.1:9", span_exporter=lf_exporter,
+                      tracer_provider=TracerProvider(), timeout=1)  # fmt: skip
+        before = (openai.Stream.__iter__, openai.AsyncStream.__aiter__)
+        fns = _grab(lambda: __import__("langfuse.openai"))
+        hooks = (openai.Stream.__iter__, openai.AsyncStream.__aiter__)
+        openai.Stream.__iter__, openai.AsyncStream.__aiter__ = before  # type: ignore[method-assign]
+
+        @contextlib.contextmanager
+        def lf_hooks() -> Iterator[None]:
+            # Langfuse finalises streams through a global Stream.__iter__ hook: on only
+            # during its own blocks, so the other variants do not pay for it.
+            openai.Stream.__iter__, openai.AsyncStream.__aiter__ = hooks  # type: ignore[method-assign]
+            try:
+                yield
+            finally:
+                openai.Stream.__iter__, openai.AsyncStream.__aiter__ = before  # type: ignore[method-assign]
+
+        def lf_flush() -> None:
+            lf.flush()
+            lf_exporter.clear()
+
+        out.append(Variant("langfuse", *fns, lf_hooks, lf_flush))
+    return out
+
+
+# -- measurement ---------------------------------------------------------------------
+
+
+def _kwargs(stream: bool) -> dict[str, Any]:
+    kw: dict[str, Any] = {"model": MODEL, "messages": MSGS}
+    if stream:
+        kw["stream"] = True
+    return kw
+
+
+def _run_sync(variants: list[Variant], client: Any, stream: bool, rounds: int) -> None:
+    res = client.chat.completions
+    kw = _kwargs(stream)
+    bound = [(v, v.sync_fn.__get__(res, Completions)) for v in variants]
+
+    def block(v: Variant, fn: Any, n: int, keep: bool) -> None:
+        lat = v.lat
+        with v.enter():
+            c0 = time.process_time()
+            for _ in range(n):
+                t = time.perf_counter()
+                r = fn(**kw)
+                if stream:
+                    for _ in r:
+                        pass
+                if keep:
+                    lat.append(time.perf_counter() - t)
+            v.flush()
+            if keep:
+                v.cpu += time.process_time() - c0
+
+    for v, fn in bound:  # warm-up
+        block(v, fn, BLOCK, False)
+    for i in range(rounds):
+        k = i % len(bound)
+        for v, fn in bound[k:] + bound[:k]:
+            block(v, fn, BLOCK, True)
+
+
+async def _run_async(variants: list[Variant], client: Any, stream: bool, rounds: int) -> None:
+    res = client.chat.completions
+    kw = _kwargs(stream)
+    bound = [(v, v.async_fn.__get__(res, AsyncCompletions)) for v in variants]
+
+    async def block(v: Variant, fn: Any, n: int, keep: bool) -> None:
+        lat = v.lat
+        with v.enter():
+            c0 = time.process_time()
+            for _ in range(n):
+                t = time.perf_counter()
+                r = await fn(**kw)
+                if stream:
+                    async for _ in r:
+                        pass
+                if keep:
+                    lat.append(time.perf_counter() - t)
+            v.flush()
+            if keep:
+                v.cpu += time.process_time() - c0
+
+    for v, fn in bound:
+        await block(v, fn, BLOCK, False)
+    for i in range(rounds):
+        k = i % len(bound)
+        for v, fn in bound[k:] + bound[:k]:
+            await block(v, fn, BLOCK, True)
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -84,170 +296,76 @@ def _pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
-def _measure_sync(call_bare: Callable[[], Any], call_inst: Callable[[], Any], n: int,
-                  flush: Callable[[], Any]) -> dict[str, float]:  # fmt: skip
-    bare: list[float] = []
-    inst: list[float] = []
-    cpu_bare = cpu_inst = 0.0
-    block = 20
-    for _ in range(n // block):
-        c0 = time.process_time()
-        for _ in range(block):
-            t = time.perf_counter()
-            call_bare()
-            bare.append(time.perf_counter() - t)
-        c1 = time.process_time()
-        for _ in range(block):
-            t = time.perf_counter()
-            call_inst()
-            inst.append(time.perf_counter() - t)
-        flush()
-        c2 = time.process_time()
-        cpu_bare += c1 - c0
-        cpu_inst += c2 - c1
-    return _summary(bare, inst, cpu_bare, cpu_inst)
-
-
-def _summary(bare: list[float], inst: list[float], cb: float, ci: float) -> dict[str, float]:
-    n = len(bare)
-    return {
-        "bare_p50": statistics.median(bare) * 1e6,
-        "add_p50": (statistics.median(inst) - statistics.median(bare)) * 1e6,
-        "add_p99": (_pct(inst, 0.99) - _pct(bare, 0.99)) * 1e6,
-        "add_cpu": (ci - cb) / n * 1e6,
-    }
-
-
-async def _measure_async(call_bare: Callable[[], Any], call_inst: Callable[[], Any], n: int,
-                         flush: Callable[[], Any]) -> dict[str, float]:  # fmt: skip
-    bare: list[float] = []
-    inst: list[float] = []
-    cpu_bare = cpu_inst = 0.0
-    block = 20
-    for _ in range(n // block):
-        c0 = time.process_time()
-        for _ in range(block):
-            t = time.perf_counter()
-            await call_bare()
-            bare.append(time.perf_counter() - t)
-        c1 = time.process_time()
-        for _ in range(block):
-            t = time.perf_counter()
-            await call_inst()
-            inst.append(time.perf_counter() - t)
-        flush()
-        c2 = time.process_time()
-        cpu_bare += c1 - c0
-        cpu_inst += c2 - c1
-    return _summary(bare, inst, cpu_bare, cpu_inst)
-
-
-def _innermost(fn: Any) -> Any:
-    while hasattr(fn, "__wrapped__") and hasattr(fn, "_self_wrapper"):
-        fn = fn.__wrapped__
-    return fn
-
-
-def run_phase(
-    name: str, transport: str, base_url: str, n: int, flush: Callable[[], Any]
-) -> list[str]:
-    sync, asy = _clients(transport, base_url)
-    holder = [asy]
-    bare_create = _innermost(vars(Completions)["create"])
-    bare_acreate = _innermost(vars(AsyncCompletions)["create"])
-    rows = []
-    for stream in (False, True):
-        kw: dict[str, Any] = {"model": "gpt-4o-mini", "messages": MSGS}
-        if stream:
-            kw["stream"] = True
-
-        def bare(kw: dict[str, Any] = kw) -> Any:
-            r = bare_create(sync.chat.completions, **kw)
-            return list(r) if kw.get("stream") else r
-
-        def inst(kw: dict[str, Any] = kw) -> Any:
-            r = sync.chat.completions.create(**kw)
-            return list(r) if kw.get("stream") else r
-
-        for _ in range(20):
-            bare(), inst()
-        s = _measure_sync(bare, inst, n, flush)
-        rows.append(_row(name, transport, "sync", stream, s))
-
-        async def abare(kw: dict[str, Any] = kw) -> Any:
-            r = await bare_acreate(holder[0].chat.completions, **kw)
-            return [c async for c in r] if kw.get("stream") else r
-
-        async def ainst(kw: dict[str, Any] = kw) -> Any:
-            r = await holder[0].chat.completions.create(**kw)
-            return [c async for c in r] if kw.get("stream") else r
-
-        async def go() -> dict[str, float]:
-            # A fresh async client per event loop: connections belong to their loop.
-            holder[0] = _clients(transport, base_url)[1]
-            for _ in range(20):
-                await abare()
-                await ainst()
-            try:
-                return await _measure_async(abare, ainst, n, flush)
-            finally:
-                await holder[0].close()
-
-        rows.append(_row(name, transport, "async", stream, asyncio.run(go())))
-    sync.close()
+def _rows(scenario: str, variants: list[Variant]) -> list[str]:
+    bare = variants[0]
+    b50, b99 = statistics.median(bare.lat) * 1e6, _pct(bare.lat, 0.99) * 1e6
+    bcpu = bare.cpu / len(bare.lat) * 1e6
+    rows = [f"| {scenario} | bare | {b50:.0f} | - | {b99:.0f} | - | {bcpu:.0f} | - |"]
+    for v in variants[1:]:
+        p50, p99 = statistics.median(v.lat) * 1e6, _pct(v.lat, 0.99) * 1e6
+        cpu = v.cpu / len(v.lat) * 1e6
+        rows.append(f"| {scenario} | {v.name} | {p50:.0f} | {p50 - b50:+.1f} "
+                    f"({100.0 * (p50 - b50) / b50:+.1f} %) | {p99:.0f} | {p99 - b99:+.0f} | "
+                    f"{cpu:.0f} | {cpu - bcpu:+.1f} |")  # fmt: skip
     return rows
 
 
-def _row(name: str, transport: str, mode: str, stream: bool, s: dict[str, float]) -> str:
-    kind = f"stream {CHUNKS}" if stream else "plain"
-    pct = 100.0 * s["add_p50"] / s["bare_p50"]
-    head = f"| {name} | {transport} | {mode} | {kind} | {s['bare_p50']:.0f} | "
-    return head + f"{s['add_p50']:.1f} ({pct:.1f} %) | {s['add_p99']:.1f} | {s['add_cpu']:.1f} |"
+def _reset(variants: list[Variant]) -> None:
+    for v in variants:
+        v.lat = []
+        v.cpu = 0.0
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--n", type=int, default=400)
-    args = ap.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    """Run every scenario and print the markdown table."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=600, help="calls per variant and scenario (mock)")
+    ap.add_argument("--quick", action="store_true", help="a few calls each (smoke run)")
+    args = ap.parse_args(argv)
+    n = BLOCK if args.quick else args.n
+    skipped: list[str] = []
     rows: list[str] = []
     with tempfile.TemporaryDirectory() as tmp, FakeProvider(chunks=CHUNKS) as fp:
-        ls = logos_shift.init(filename=str(Path(tmp) / "calls.jsonl"))
-        _instrument.patch_openai()
+        variants = _variants(Path(tmp), skipped)
+        base = fp.openai_base_url
         for transport in ("mock", "socket"):
-            n = args.n if transport == "mock" else max(100, args.n // 4)
-            rows += run_phase("logos_shift", transport, fp.openai_base_url, n,
-                              lambda: ls.flush(timeout=10))  # fmt: skip
-        _instrument.unpatch_openai()
-        try:
-            from opentelemetry.instrumentation.openai import OpenAIInstrumentor
-            from opentelemetry.sdk.trace import TracerProvider
-            from opentelemetry.sdk.trace.export import BatchSpanProcessor
-            from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
-                InMemorySpanExporter,
-            )
-        except ImportError:
-            OpenAIInstrumentor = None
-        if OpenAIInstrumentor is not None:
-            tp = TracerProvider()
-            exporter = InMemorySpanExporter()
-            tp.add_span_processor(BatchSpanProcessor(exporter))
-            inst = OpenAIInstrumentor()
-            inst.instrument(tracer_provider=tp)
+            calls = n if transport == "mock" or args.quick else max(2 * BLOCK, n // 2)
+            rounds = max(1, calls // BLOCK)
+            for mode in ("sync", "async"):
+                for stream in (False, True):
+                    kind = f"stream {CHUNKS}" if stream else "non-stream"
+                    _reset(variants)
+                    gc.collect()
+                    if mode == "sync":
+                        client = _client(transport, base, False)
+                        _run_sync(variants, client, stream, rounds)
+                        client.close()
+                    else:
 
-            def otel_flush() -> None:
-                tp.force_flush()
-                exporter.clear()
+                        async def go(
+                            stream: bool = stream, transport: str = transport, rounds: int = rounds
+                        ) -> None:
+                            client = _client(transport, base, True)
+                            try:
+                                await _run_async(variants, client, stream, rounds)
+                            finally:
+                                await client.close()
 
-            for transport in ("mock", "socket"):
-                n = args.n if transport == "mock" else max(100, args.n // 4)
-                rows += run_phase("otel-openai", transport, fp.openai_base_url, n, otel_flush)
-            inst.uninstrument()
-        ls.shutdown(timeout=10)
-    print("| instrumentation | transport | mode | kind | bare p50 µs | added p50 µs | "
-          "added p99 µs | added CPU µs/call |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(r)
+                        asyncio.run(go())
+                    rows += _rows(f"{transport} {mode} {kind}", variants)
+                    print(f"done: {transport} {mode} {kind}", file=sys.stderr)
+        for v in variants:
+            v.flush()
+        _close()
+    print(f"Added cost per call vs the bare SDK (openai {openai.__version__}, "
+          f"{n} calls per variant in-process, {max(2 * BLOCK, n // 2) if not args.quick else n} "
+          f"over the socket; blocks of {BLOCK} interleaved).\n")  # fmt: skip
+    print("| scenario | variant | p50 µs | added p50 µs | p99 µs | added p99 µs | "
+          "CPU µs/call | added CPU µs/call |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(rows))
+    for s in skipped:
+        print(f"\nskipped: {s}")
 
 
 if __name__ == "__main__":

@@ -3,19 +3,28 @@
 The wrappers made here are installed by :mod:`logos_shift._instrument`.  Every
 capture step runs in its own :class:`_guard.guard` block that never encloses
 the SDK call, so the SDK's result or exception reaches the caller unchanged
-(the same object).  The hot path only snapshots the kwargs and reads clocks;
-serialisation happens on the background thread.
+(the same object).
+
+The caller's thread does as little as possible: a call-time snapshot of the
+kwargs, two clock reads, the response's top-level ``model``/``id``/``usage``,
+and a reference to the response object.  The output dict (message text, tool
+calls, stop reason) is built from that reference by the provider's builder on
+the background thread (:class:`~logos_shift.providers._contract.LazyOutput`),
+as is the JSON.  Per-target constants (source, provider name, SDK version,
+stream types) are bound once, when the wrapper is made.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
 from . import _client, _context, _fallback, _guard, _records, _snapshot, _streamwrap
-from .providers._contract import Provider, Target, fill_from_response
+from .providers._contract import LazyOutput, Provider, Target, fill_from_response
 
 _RAW_HEADER = "X-Stainless-Raw-Response"
 #: Request options that are transport details or may carry secrets: never recorded.
@@ -31,7 +40,11 @@ STEPS: tuple[str, ...] = (
     "stream_chunk",
     "stream_finish",
     "stream_manager",
+    "build_output",
 )
+_perf = time.perf_counter
+_scope = _context._scope
+_current = _client._current
 
 
 class _Call:
@@ -97,7 +110,7 @@ class _Call:
         with _guard.guard("route"):
             send = dict(original)
             send["model"] = self.control or self.record["requested_model"]
-        self.t0 = time.perf_counter()
+        self.t0 = _perf()
         return send
 
     def _report(self, ok: bool) -> None:
@@ -111,7 +124,7 @@ class _Call:
         with _guard.guard("capture_error"):
             _guard.fault("capture_error")
             rec = self.record
-            rec["latency_ms"] = (time.perf_counter() - self.t0) * 1000.0
+            rec["latency_ms"] = (_perf() - self.t0) * 1000.0
             rec["error"] = _records.error_info(exc)
             self._report(False)
             _records.submit(rec, self.size)
@@ -119,7 +132,8 @@ class _Call:
     def done(self, parsed: Any, result: Any) -> None:
         """Capture a returned response, stream or raw response."""
         _guard.fault("capture_result")
-        self._report(True)
+        if self.decision is not None:
+            self._report(True)
         rec = self.record
         if isinstance(parsed, self.stream_types):
             cap = _streamwrap.StreamCapture(
@@ -128,17 +142,112 @@ class _Call:
             _streamwrap.instrument(parsed, cap, is_async=self.target.is_async)
             _set_id(parsed, rec["id"])
             return
-        rec["latency_ms"] = (time.perf_counter() - self.t0) * 1000.0
+        rec["latency_ms"] = (_perf() - self.t0) * 1000.0
         if parsed is None:
-            # with_streaming_response: the body is the caller's to read; we
-            # record the call (status, latency) but not the output.
-            status = getattr(result, "status_code", None)
-            if isinstance(status, int) and status >= 400:
-                rec["error"] = {"type": "HTTPStatus", "message": "", "status": status}
-        else:
-            fill_from_response(parsed, rec)
-            _set_id(parsed, rec["id"])
+            self._defer_body(result)
+            return
+        fill_from_response(parsed, rec, self.target)
+        _set_id(parsed, rec["id"])
         _records.submit(rec, self.size)
+
+    def _defer_body(self, result: Any) -> None:
+        """``with_streaming_response``: record when the caller closes the response.
+
+        The body is the caller's to read; nothing is read here.  When the
+        response is closed (the ``with`` block ends) the record takes the
+        output from what the caller read: the object ``parse()`` returned, or
+        the JSON body after ``read()`` / ``json()`` / ``text()`` / iterating
+        it.  A body left unread records the call without output; a response
+        that is never closed is recorded when it is garbage-collected.
+        """
+        rec = self.record
+        status = getattr(result, "status_code", None)
+        if isinstance(status, int) and status >= 400:
+            rec["error"] = {"type": "HTTPStatus", "message": "", "status": status}
+        original = _streamwrap._caller(result, "close")  # no cycle through ``result``
+        if original is None:
+            _records.submit(rec, self.size)
+            return
+        body = _BodyCapture(rec, self.size, self.target, result)
+        if self.target.is_async:
+            aoriginal = original
+
+            async def aclose() -> None:
+                try:
+                    pending = aoriginal()
+                    if pending is not None:
+                        await pending
+                finally:
+                    body.finish()
+
+            result.close = aclose
+        else:
+            soriginal = original
+
+            def close() -> None:
+                try:
+                    soriginal()
+                finally:
+                    body.finish()
+
+            result.close = close
+        weakref.finalize(result, body.finish)
+        _set_id(result, rec["id"])
+
+
+class _BodyCapture:
+    """The record of a ``with_streaming_response`` call, finished once at close.
+
+    Holds the HTTP response, the SDK's parse cache and the response type, not
+    the SDK's response object itself, so a ``weakref.finalize`` on that object
+    can still read what the caller read after the object is gone.
+    """
+
+    __slots__ = ("cast_to", "done", "http", "parsed", "record", "size", "target")
+
+    def __init__(self, record: dict[str, Any], size: int, target: Target, response: Any) -> None:
+        self.record = record
+        self.size = size
+        self.target = target
+        self.http: Any = getattr(response, "http_response", None)
+        self.parsed: Any = getattr(response, "_parsed_by_type", None)
+        self.cast_to: Any = getattr(response, "_cast_to", None)
+        self.done = False
+
+    def finish(self) -> None:
+        """Fill the output from what the caller read, then submit (once)."""
+        if self.done:
+            return
+        self.done = True
+        rec = self.record
+        with _guard.guard("capture_result"):
+            self._fill(rec)
+        _records.submit(rec, self.size)
+
+    def _fill(self, rec: dict[str, Any]) -> None:
+        if self.parsed:
+            fill_from_response(next(iter(self.parsed.values())), rec, self.target)
+            return
+        http = self.http
+        content = getattr(http, "_content", None)  # set once the body was read
+        if not content or "json" not in str(http.headers.get("content-type", "")):
+            return
+        data = json.loads(content)
+        if not isinstance(data, dict):
+            return
+        rec["served_model"] = data.get("model")
+        rid = data.get("id")
+        rec["response_id"] = rid if isinstance(rid, str) else None
+        usage = data.get("usage")
+        if isinstance(usage, dict):
+            inp, out = self.target.usage_keys
+            rec["usage"] = {"input_tokens": usage.get(inp), "output_tokens": usage.get(out)}
+        cast_to = self.cast_to
+        build = self.target.build
+        if build is None or not hasattr(cast_to, "construct"):
+            rec["output"] = data
+            return
+        rec["output"] = LazyOutput(lambda d: build(cast_to.construct(**d)), data)
 
 
 def _set_id(obj: Any, call_id: str) -> None:
@@ -152,10 +261,6 @@ def _set_id(obj: Any, call_id: str) -> None:
             obj.logos_shift_id = call_id
 
 
-def _instance() -> Any:
-    return _context._scope.get().client or _client._current.get() or _client._default
-
-
 def _begin(
     prov: Provider,
     target: Target,
@@ -167,12 +272,15 @@ def _begin(
     call = None
     with _guard.guard("capture_start"):
         _guard.fault("capture_start")
-        inst = _instance()
+        inst = _scope.get().client or _current.get() or _client._default
         if inst is None:
             return None
         rec = _records.new_call(target.source, prov.name)
-        clean = {k: v for k, v in kwargs.items() if k not in _DROP}
-        rec["input"], size = _snapshot.snapshot(clean)
+        if _DROP.isdisjoint(kwargs):
+            rec["input"], size = _snapshot.snapshot(kwargs)
+        else:
+            clean = {k: v for k, v in kwargs.items() if k not in _DROP}
+            rec["input"], size = _snapshot.snapshot(clean)
         rec["requested_model"] = kwargs.get("model")
         rec["sdk"] = sdk
         headers = kwargs.get("extra_headers")
@@ -193,17 +301,17 @@ def _begin(
                 }
                 call.hide = prov.usage_only
         _context.set_last_call_id(rec["id"])
-        call.t0 = time.perf_counter()
+        call.t0 = _perf()
     return call
 
 
 def _route(call: _Call, inst: Any) -> None:
     with _guard.guard("route"):
         _guard.fault("route")
-        router = inst.router
+        router = inst._router
         if router is None:
             return
-        scope = _context.current()
+        scope = _scope.get()
         d = router.decide(scope.dataset, call.kwargs.get("model"), scope.metadata)
         if d is None:
             return
@@ -316,7 +424,7 @@ def make_manager(
             if target.is_async:
 
                 async def arequest() -> Any:
-                    fresh.t0 = time.perf_counter()
+                    fresh.t0 = _perf()
                     try:
                         raw = await original
                     except Exception as exc:
@@ -337,7 +445,7 @@ def make_manager(
             else:
 
                 def request() -> Any:
-                    fresh.t0 = time.perf_counter()
+                    fresh.t0 = _perf()
                     try:
                         raw = original()
                     except Exception as exc:

@@ -17,17 +17,27 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from . import _guard, _records
-from .providers._contract import Assembler
+from .providers._contract import Accumulator, Assembler
+
+_perf = time.perf_counter
+
+
+#: Chunks are folded into the accumulator in batches of this many, then dropped.
+FOLD = 16
 
 
 class StreamCapture:
     """The record of one streamed call while it is being consumed.
 
     Holds no reference to the stream itself, so a ``weakref.finalize`` on the
-    stream can finish it after the user drops the stream.
+    stream can finish it after the user drops the stream.  Chunks are kept
+    only until :data:`FOLD` of them are waiting, then folded into the
+    provider's accumulator and released.
     """
 
-    __slots__ = ("active", "assemble", "chunks", "done", "hide", "record", "size", "t0", "ttft")
+    __slots__ = (
+        "acc", "active", "chunks", "count", "done", "hide", "record", "size", "t0", "ttft",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -40,9 +50,10 @@ class StreamCapture:
         self.record = record
         self.size = size
         self.t0 = t0
-        self.assemble = assemble
+        self.acc: Accumulator | None = assemble()
         self.hide = hide
         self.chunks: list[Any] = []
+        self.count = 0
         self.ttft: float | None = None
         self.done = False
         #: True while the SDK's own iterator runs (it closes the response itself
@@ -50,12 +61,24 @@ class StreamCapture:
         self.active = False
 
     def on_chunk(self, chunk: Any) -> None:
-        """Remember one chunk (by reference; assembly happens at the end)."""
+        """Remember one chunk (the guarded form of the generators' inline path)."""
         with _guard.guard("stream_chunk"):
             _guard.fault("stream_chunk")
-            if self.ttft is None:
-                self.ttft = time.perf_counter()
             self.chunks.append(chunk)
+            if len(self.chunks) >= FOLD:
+                self.fold()
+
+    def fold(self) -> None:
+        """Feed the waiting chunks to the accumulator and drop them."""
+        chunks = self.chunks
+        self.count += len(chunks)
+        try:
+            acc = self.acc
+            if acc is not None:
+                with _guard.guard("stream_chunk"):
+                    acc.feed(chunks)
+        finally:
+            self.chunks = []
 
     def finish(self, status: str, exc: BaseException | None = None) -> None:
         """Complete and submit the record; later calls do nothing.
@@ -69,61 +92,87 @@ class StreamCapture:
         self.done = True
         with _guard.guard("stream_finish"):
             _guard.fault("stream_finish")
-            now = time.perf_counter()
+            now = _perf()
+            self.fold()
             rec = self.record
             rec["latency_ms"] = (now - self.t0) * 1000.0
             if self.ttft is not None:
                 rec["ttft_ms"] = (self.ttft - self.t0) * 1000.0
-            rec["stream"] = {"status": status, "chunks": len(self.chunks)}
+            rec["stream"] = {"status": status, "chunks": self.count}
             if exc is not None:
                 rec["error"] = _records.error_info(exc)
-            self.assemble(self.chunks, rec)
-            _records.submit(rec, self.size + 200 * len(self.chunks))
+            acc, self.acc = self.acc, None
+            if acc is not None:
+                acc.fill(rec)
+            _records.submit(rec, self.size + 200 * self.count)
 
 
 def _sync_gen(inner: Any, cap: StreamCapture) -> Iterator[Any]:
+    # The per-chunk path is inlined (no method call, no guard object): it runs
+    # 50+ times per stream.  ``cap.active`` is True exactly while the SDK's own
+    # iterator runs (see StreamCapture).
     hide = cap.hide
     try:
-        while True:
+        cap.active = True
+        for chunk in inner:
+            cap.active = False
+            if cap.ttft is None:
+                cap.ttft = _perf()
+            if _guard.FAULTS:
+                cap.on_chunk(chunk)
+            else:
+                chunks = cap.chunks
+                chunks.append(chunk)
+                if len(chunks) >= FOLD:
+                    cap.fold()
+            if hide is None or not _hidden(hide, chunk):
+                yield chunk
             cap.active = True
-            try:
-                chunk = next(inner)
-            except StopIteration:
-                break
-            finally:
-                cap.active = False
-            cap.on_chunk(chunk)
-            if hide is not None and hide(chunk):
-                continue
-            yield chunk
+        cap.active = False
     except GeneratorExit:
+        cap.active = False
         cap.finish("partial")
         raise
     except BaseException as exc:
+        cap.active = False
         cap.finish("error", exc)
         raise
     cap.finish("completed")
 
 
+def _hidden(hide: Callable[[Any], bool], chunk: Any) -> bool:
+    try:
+        return hide(chunk)
+    except Exception as exc:  # noqa: BLE001 - never drop a chunk the user should see
+        _guard.swallow("stream_chunk", exc)
+        return False
+
+
 async def _async_gen(inner: Any, cap: StreamCapture) -> AsyncIterator[Any]:
     hide = cap.hide
     try:
-        while True:
+        cap.active = True
+        async for chunk in inner:
+            cap.active = False
+            if cap.ttft is None:
+                cap.ttft = _perf()
+            if _guard.FAULTS:
+                cap.on_chunk(chunk)
+            else:
+                chunks = cap.chunks
+                chunks.append(chunk)
+                if len(chunks) >= FOLD:
+                    cap.fold()
+            if hide is None or not _hidden(hide, chunk):
+                yield chunk
             cap.active = True
-            try:
-                chunk = await inner.__anext__()
-            except StopAsyncIteration:
-                break
-            finally:
-                cap.active = False
-            cap.on_chunk(chunk)
-            if hide is not None and hide(chunk):
-                continue
-            yield chunk
+        cap.active = False
     except GeneratorExit:
+        cap.active = False
         cap.finish("partial")
         raise
     except BaseException as exc:
+        cap.active = False
         cap.finish("error", exc)
         raise
     cap.finish("completed")
@@ -133,11 +182,39 @@ def _on_gc(cap: StreamCapture) -> None:
     cap.finish("partial")
 
 
+def _caller(obj: Any, name: str) -> Callable[[], Any] | None:
+    """A no-argument callable for ``obj.<name>()`` that holds ``obj`` only weakly.
+
+    A closure over the bound method would make ``obj`` (the stream, its HTTP
+    response) part of a reference cycle through its own instance attribute,
+    so it would outlive the call until a garbage collection instead of being
+    freed at once, as the bare SDK's objects are.
+    """
+    own = vars(obj).get(name) if hasattr(obj, "__dict__") else None
+    if own is not None:  # another library's instance-level hook: keep calling it
+        return own  # type: ignore[no-any-return]
+    fn = getattr(type(obj), name, None)
+    try:
+        if fn is None:  # e.g. a proxy that forwards attributes (another library's wrapper)
+            raise TypeError(name)
+        ref = weakref.ref(obj)
+    except TypeError:
+        bound: Callable[[], Any] | None = getattr(obj, name, None)
+        return bound
+
+    def call() -> Any:
+        target = ref()
+        return None if target is None else fn(target)
+
+    return call
+
+
 def instrument(stream: Any, cap: StreamCapture, is_async: bool) -> None:
     """Make an SDK ``Stream`` / ``AsyncStream`` report into ``cap``.
 
     Everything is built first and attached last, so a failure part-way leaves
-    the stream untouched.
+    the stream untouched.  No reference cycle is created: the hooks reach the
+    stream and its response through weak references.
 
     Args:
         stream: the SDK stream object (has ``_iterator`` and ``close``).
@@ -146,25 +223,31 @@ def instrument(stream: Any, cap: StreamCapture, is_async: bool) -> None:
     """
     _guard.fault("stream_wrap")
     inner = stream._iterator
-    original_close = stream.close
+    original_close = _caller(stream, "close")
+    if original_close is None:
+        raise TypeError(f"{type(stream).__name__} has no close()")  # left untouched
     wrapped_iter: Any
     close: Callable[[], Any]
     if is_async:
         wrapped_iter = _async_gen(inner, cap)
+        aoriginal = original_close
 
         async def aclose() -> None:
             try:
-                await original_close()
+                pending = aoriginal()
+                if pending is not None:
+                    await pending
             finally:
                 cap.finish("partial")
 
         close = aclose
     else:
         wrapped_iter = _sync_gen(inner, cap)
+        soriginal = original_close
 
         def sclose() -> None:
             try:
-                original_close()
+                soriginal()
             finally:
                 cap.finish("partial")
 
@@ -181,23 +264,30 @@ def instrument(stream: Any, cap: StreamCapture, is_async: bool) -> None:
 
 def _response_hook(response: Any, cap: StreamCapture, is_async: bool) -> Any:
     name = "aclose" if is_async else "close"
-    original = getattr(response, name, None)
-    if original is None or not hasattr(response, "__dict__"):
+    if response is None or not hasattr(response, "__dict__"):
+        return None
+    original = _caller(response, name)
+    if original is None:
         return None
     if is_async:
+        aoriginal = original
 
         async def aclose() -> None:
             try:
-                await original()
+                pending = aoriginal()
+                if pending is not None:
+                    await pending
             finally:
                 if not cap.active:
                     cap.finish("partial")
 
         return aclose
 
+    soriginal = original
+
     def close() -> None:
         try:
-            original()
+            soriginal()
         finally:
             if not cap.active:
                 cap.finish("partial")

@@ -9,13 +9,99 @@ reaches the caller.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-#: ``assemble(chunks, record)``: fill output/usage/served_model/response_id of a
-#: stream's record from the chunks the user received (possibly partial).
-Assembler = Callable[[Sequence[Any], dict[str, Any]], None]
+from logos_shift import _guard
+
+
+class Accumulator(Protocol):
+    """Folds a stream's chunks into the record, a few at a time, on the caller's thread.
+
+    The stream capture hands over chunks in small batches and then drops them,
+    so a long stream never keeps hundreds of SDK objects alive (they would be
+    promoted through the garbage collector's generations and trigger
+    collections); only strings and the few objects the record needs are kept.
+    """
+
+    def feed(self, chunks: Sequence[Any]) -> None:
+        """Take the next chunks, in stream order."""
+
+    def fill(self, record: dict[str, Any]) -> None:
+        """Set output/usage/served_model/response_id from everything fed (maybe partial)."""
+
+
+#: Makes a fresh :class:`Accumulator` for one stream.
+Assembler = Callable[[], Accumulator]
+#: ``build(source) -> dict``: the record's ``output`` from a response object (or
+#: a stream's chunk list); runs on the background thread, via :class:`LazyOutput`.
+Builder = Callable[[Any], dict[str, Any]]
+
+
+class LazyOutput(MutableMapping[str, Any]):
+    """A record's ``output`` that is built when first read, on the background thread.
+
+    The caller's thread only stores the SDK's response object (or the list of
+    stream chunks) and the provider's builder; the small output dict (message
+    text, tool calls, stop reason, ids) is made when the record is serialised.
+    To the serialiser and to a ``redact`` hook it is an ordinary mapping.
+
+    The response is kept by reference, not copied: SDK responses are pydantic
+    models that neither the SDK nor, in practice, the application modifies
+    after they are returned, and the record is serialised within about a
+    second.  An application that mutates a response in place right after the
+    call may see the mutation in the record.
+
+    A builder that fails (a provider bug, an SDK shape we do not know) never
+    loses the record: the output falls back to the serialiser's generic view
+    of the source object.
+    """
+
+    __slots__ = ("_build", "_data", "_src")
+
+    def __init__(self, build: Builder, src: Any) -> None:
+        self._build = build
+        self._src = src
+        self._data: dict[str, Any] | None = None
+
+    def _get(self) -> dict[str, Any]:
+        data = self._data
+        if data is None:
+            data = {"_logos_shift": "output_unavailable"}
+            with _guard.guard("build_output"):
+                _guard.fault("build_output")
+                data = self._build(self._src)
+            if data.get("_logos_shift") == "output_unavailable":
+                data = _fallback(self._src)
+            self._data = data
+            self._src = None
+        return data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._get()[key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._get()[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __repr__(self) -> str:
+        return f"LazyOutput({self._get()!r})"
+
+
+def _fallback(src: Any) -> dict[str, Any]:
+    from logos_shift._serialize import to_jsonable
+
+    value = to_jsonable(src)
+    return value if isinstance(value, dict) else {"value": value}
 
 
 @dataclass(frozen=True)
@@ -29,7 +115,11 @@ class Target:
         source: the record's ``source``.
         kind: ``"call"`` (returns a response or a stream) or ``"stream_manager"``
             (returns a helper manager whose request runs on ``__enter__``).
-        assemble: how to turn this method's stream chunks into the record.
+        assemble: makes the accumulator that turns this method's stream chunks
+            into the record.
+        build: how to turn this method's (non-stream) response into the record's
+            ``output`` (on the background thread); None keeps the whole response.
+        usage_keys: the response's ``usage`` field names for input and output tokens.
         optional: missing in some supported SDK versions; skipped quietly.
     """
 
@@ -40,6 +130,8 @@ class Target:
     assemble: Assembler
     kind: str = "call"
     optional: bool = False
+    build: Builder | None = None
+    usage_keys: tuple[str, str] = ("input_tokens", "output_tokens")
 
     @property
     def is_async(self) -> bool:
@@ -129,18 +221,32 @@ def _field(obj: Any, name: str) -> Any:
     return getattr(obj, name, None)
 
 
-def fill_from_response(resp: Any, record: dict[str, Any]) -> None:
-    """Fill a non-stream call's record from the SDK response object.
+def fill_from_response(resp: Any, record: dict[str, Any], target: Target) -> None:
+    """Fill a non-stream call's record from the SDK response object (caller's thread).
 
-    The object itself becomes ``output``; the background thread serialises it
-    with ``model_dump``.
+    Reads only the top-level ``model``, ``id`` and ``usage``; the output is a
+    :class:`LazyOutput` built on the background thread (or, for targets
+    without a builder, the response itself, serialised there).
 
     Args:
         resp: the parsed SDK response.
         record: the call record to fill.
+        target: the patched method, for its output builder and usage field names.
     """
-    record["output"] = resp
-    record["served_model"] = _field(resp, "model")
-    rid = _field(resp, "id")
+    d = getattr(resp, "__dict__", None)
+    if d is None:
+        d = {"model": getattr(resp, "model", None), "id": getattr(resp, "id", None),
+             "usage": getattr(resp, "usage", None)}  # fmt: skip
+    record["served_model"] = d.get("model")
+    rid = d.get("id")
     record["response_id"] = rid if isinstance(rid, str) else None
-    record["usage"] = usage_of(resp)
+    usage = d.get("usage")
+    if usage is not None:
+        u = getattr(usage, "__dict__", None)
+        if u is None:
+            record["usage"] = usage_of(resp)
+        else:
+            inp, out = target.usage_keys
+            record["usage"] = {"input_tokens": u.get(inp), "output_tokens": u.get(out)}
+    build = target.build
+    record["output"] = resp if build is None else LazyOutput(build, resp)

@@ -16,73 +16,105 @@ _MSG = "anthropic.resources.messages.messages"
 _BETA = "anthropic.resources.beta.messages.messages"
 
 
-def assemble_messages(chunks: Sequence[Any], record: dict[str, Any]) -> None:
-    """Rebuild a Message-shaped dict from raw message stream events.
+class MessageAccumulator:
+    """Rebuilds a Message-shaped output from raw message stream events.
 
     ``message_delta.usage.output_tokens`` is cumulative, so the last one wins
     (``message_start``'s count is not added).  Tool inputs are joined from
-    ``input_json_delta`` pieces per content-block index.
+    ``input_json_delta`` pieces per content-block index.  The output has the
+    shape :func:`build_message` gives a non-stream reply.
+    """
+
+    __slots__ = ("blocks", "inp", "msg", "out", "parts")
+
+    def __init__(self) -> None:
+        self.msg: dict[str, Any] = {
+            "id": None,
+            "type": "message",
+            "role": "assistant",
+            "model": None,
+            "content": [],
+            "stop_reason": None,
+        }
+        self.blocks: dict[int, dict[str, Any]] = {}
+        self.parts: dict[int, list[str]] = {}
+        self.inp: Any = None
+        self.out: Any = None
+
+    def feed(self, chunks: Sequence[Any]) -> None:
+        """Fold events in (see :class:`~logos_shift.providers._contract.Accumulator`)."""
+        msg, blocks, parts = self.msg, self.blocks, self.parts
+        for ev in chunks:
+            kind = getattr(ev, "type", None)
+            if kind == "content_block_delta":
+                d = ev.delta
+                piece = getattr(d, "text", None)
+                if piece is None:
+                    piece = getattr(d, "partial_json", None)
+                if piece is None:
+                    piece = getattr(d, "thinking", None)
+                if piece is not None:
+                    parts.setdefault(ev.index, []).append(piece)
+            elif kind == "message_start":
+                m = ev.message
+                msg["id"], msg["model"] = m.id, m.model
+                if m.usage is not None:
+                    self.inp, self.out = m.usage.input_tokens, m.usage.output_tokens
+            elif kind == "content_block_start":
+                blocks[ev.index] = ev.content_block.model_dump(mode="json")
+                parts[ev.index] = []
+            elif kind == "message_delta":
+                msg["stop_reason"] = getattr(ev.delta, "stop_reason", None)
+                u = getattr(ev, "usage", None)
+                if u is not None:
+                    self.out = u.output_tokens
+                    if getattr(u, "input_tokens", None) is not None:
+                        self.inp = u.input_tokens
+
+    def fill(self, record: dict[str, Any]) -> None:
+        """Set the record's output, ids and usage."""
+        msg = dict(self.msg)
+        content = []
+        for index in sorted(self.blocks):
+            block = dict(self.blocks[index])
+            joined = "".join(self.parts.get(index, ()))
+            if block.get("type") == "text":
+                block["text"] = block.get("text", "") + joined
+            elif block.get("type") == "thinking":
+                block["thinking"] = block.get("thinking", "") + joined
+            elif joined:
+                try:
+                    block["input"] = json.loads(joined)
+                except ValueError:
+                    block["input"] = joined  # a partial stream cut the JSON short
+            content.append(block)
+        msg["content"] = content
+        record["output"] = msg
+        record["served_model"] = msg["model"]
+        record["response_id"] = msg["id"]
+        if self.inp is not None or self.out is not None:
+            record["usage"] = {"input_tokens": self.inp, "output_tokens": self.out}
+
+
+def build_message(resp: Any) -> dict[str, Any]:
+    """The output of a non-stream ``Message``: its content blocks and stop reason.
+
+    Same shape as a stream's (:class:`MessageAccumulator`).
 
     Args:
-        chunks: the events received so far.
-        record: the call record to fill.
+        resp: a ``Message`` (or ``ParsedMessage`` / ``BetaMessage``).
+
+    Returns:
+        ``{id, type, role, model, content: [blocks], stop_reason}``.
     """
-    msg: dict[str, Any] = {
-        "id": None,
+    return {
+        "id": resp.id,
         "type": "message",
-        "role": "assistant",
-        "model": None,
-        "content": [],
-        "stop_reason": None,
+        "role": resp.role,
+        "model": resp.model,
+        "content": list(resp.content),
+        "stop_reason": resp.stop_reason,
     }
-    blocks: dict[int, dict[str, Any]] = {}
-    parts: dict[int, list[str]] = {}
-    inp = out = None
-    for ev in chunks:
-        kind = getattr(ev, "type", None)
-        if kind == "message_start":
-            m = ev.message
-            msg["id"], msg["model"] = m.id, m.model
-            if m.usage is not None:
-                inp, out = m.usage.input_tokens, m.usage.output_tokens
-        elif kind == "content_block_start":
-            block = ev.content_block.model_dump(mode="json")
-            blocks[ev.index] = block
-            parts[ev.index] = []
-        elif kind == "content_block_delta":
-            d = ev.delta
-            piece = getattr(d, "text", None)
-            if piece is None:
-                piece = getattr(d, "partial_json", None)
-            if piece is None:
-                piece = getattr(d, "thinking", None)
-            if piece is not None:
-                parts.setdefault(ev.index, []).append(piece)
-        elif kind == "message_delta":
-            msg["stop_reason"] = getattr(ev.delta, "stop_reason", None)
-            u = getattr(ev, "usage", None)
-            if u is not None:
-                out = u.output_tokens
-                if getattr(u, "input_tokens", None) is not None:
-                    inp = u.input_tokens
-    for index in sorted(blocks):
-        block = blocks[index]
-        joined = "".join(parts.get(index, ()))
-        if block.get("type") == "text":
-            block["text"] = block.get("text", "") + joined
-        elif block.get("type") == "thinking":
-            block["thinking"] = block.get("thinking", "") + joined
-        elif joined:
-            try:
-                block["input"] = json.loads(joined)
-            except ValueError:
-                block["input"] = joined  # a partial stream cut the JSON short
-        msg["content"].append(block)
-    record["output"] = msg
-    record["served_model"] = msg["model"]
-    record["response_id"] = msg["id"]
-    if inp is not None or out is not None:
-        record["usage"] = {"input_tokens": inp, "output_tokens": out}
 
 
 def _targets() -> tuple[Target, ...]:
@@ -90,11 +122,17 @@ def _targets() -> tuple[Target, ...]:
     pairs = ((_MSG, "anthropic.messages"), (_BETA, "anthropic.beta.messages"))
     for module, source in pairs:
         for cls in ("Messages", "AsyncMessages"):
-            out.append(Target(module, cls, "create", source, assemble_messages))
             out.append(
-                Target(module, cls, "stream", source, assemble_messages, kind="stream_manager")
+                Target(module, cls, "create", source, MessageAccumulator, build=build_message)
             )
-            out.append(Target(module, cls, "parse", source, assemble_messages, optional=True))
+            out.append(
+                Target(module, cls, "stream", source, MessageAccumulator, kind="stream_manager",
+                       build=build_message)
+            )  # fmt: skip
+            out.append(
+                Target(module, cls, "parse", source, MessageAccumulator, optional=True,
+                       build=build_message)
+            )  # fmt: skip
     return tuple(out)
 
 

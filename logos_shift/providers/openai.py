@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ._contract import Provider, Target, usage_of
+from ._contract import Provider, Target
 
 _CHAT = "openai.resources.chat.completions.completions"
 _BETA_CHAT = "openai.resources.beta.chat.completions"
@@ -13,105 +13,202 @@ _RESP = "openai.resources.responses.responses"
 _EMB = "openai.resources.embeddings"
 
 
-def assemble_chat(chunks: Sequence[Any], record: dict[str, Any]) -> None:
-    """Rebuild a ChatCompletion-shaped dict from ``ChatCompletionChunk`` objects.
+def _chat_usage(usage: Any) -> dict[str, Any]:
+    return {
+        "input_tokens": getattr(usage, "prompt_tokens", None),
+        "output_tokens": getattr(usage, "completion_tokens", None),
+    }
+
+
+class ChatAccumulator:
+    """Rebuilds a ChatCompletion-shaped output from ``ChatCompletionChunk`` objects.
 
     Tool-call arguments are concatenated per choice and per tool-call
-    ``index`` (parallel calls arrive interleaved).
+    ``index`` (parallel calls arrive interleaved).  The output has the shape
+    :func:`build_chat` gives a non-stream response.
+    """
+
+    __slots__ = ("choices", "id", "model", "usage")
+
+    def __init__(self) -> None:
+        self.choices: dict[int, dict[str, Any]] = {}
+        self.id: Any = None
+        self.model: Any = None
+        self.usage: Any = None
+
+    def feed(self, chunks: Sequence[Any]) -> None:
+        """Fold chunks in (see :class:`~logos_shift.providers._contract.Accumulator`)."""
+        choices = self.choices
+        for chunk in chunks:
+            self.id = self.id or getattr(chunk, "id", None)
+            self.model = self.model or getattr(chunk, "model", None)
+            usage = getattr(chunk, "usage", None)
+            if usage is not None:
+                self.usage = usage
+            for ch in getattr(chunk, "choices", None) or ():
+                slot = choices.get(ch.index)
+                if slot is None:
+                    slot = choices[ch.index] = {
+                        "role": None, "content": [], "tools": {}, "finish_reason": None,
+                    }  # fmt: skip
+                delta = ch.delta
+                if delta is not None:
+                    slot["role"] = slot["role"] or getattr(delta, "role", None)
+                    text = getattr(delta, "content", None)
+                    if text:
+                        slot["content"].append(text)
+                    for tc in getattr(delta, "tool_calls", None) or ():
+                        call = slot["tools"].setdefault(
+                            tc.index,
+                            {"id": None, "type": "function", "name": None, "arguments": []},
+                        )
+                        call["id"] = call["id"] or tc.id
+                        fn = tc.function
+                        if fn is not None:
+                            call["name"] = call["name"] or fn.name
+                            if fn.arguments:
+                                call["arguments"].append(fn.arguments)
+                if ch.finish_reason is not None:
+                    slot["finish_reason"] = ch.finish_reason
+
+    def fill(self, record: dict[str, Any]) -> None:
+        """Set the record's output, ids and usage."""
+        out_choices = []
+        for index in sorted(self.choices):
+            slot = self.choices[index]
+            message: dict[str, Any] = {
+                "role": slot["role"] or "assistant",
+                "content": "".join(slot["content"]) if slot["content"] else None,
+            }
+            if slot["tools"]:
+                message["tool_calls"] = [
+                    {
+                        "id": t["id"],
+                        "type": t["type"],
+                        "function": {"name": t["name"], "arguments": "".join(t["arguments"])},
+                    }
+                    for _, t in sorted(slot["tools"].items())
+                ]
+            out_choices.append(
+                {"index": index, "message": message, "finish_reason": slot["finish_reason"]}
+            )
+        record["output"] = {
+            "id": self.id,
+            "object": "chat.completion",
+            "model": self.model,
+            "choices": out_choices,
+        }
+        record["served_model"] = self.model
+        record["response_id"] = self.id
+        record["usage"] = None if self.usage is None else _chat_usage(self.usage)
+
+
+def _tool_call(tc: Any) -> Any:
+    fn = getattr(tc, "function", None)
+    if fn is None:  # a custom tool call (openai >= 1.99): keep it whole
+        return tc
+    return {
+        "id": tc.id,
+        "type": getattr(tc, "type", "function"),
+        "function": {"name": fn.name, "arguments": fn.arguments},
+    }
+
+
+def build_chat(resp: Any) -> dict[str, Any]:
+    """The output of a non-stream chat completion: the choices' messages, nothing else.
+
+    Same shape as a stream's (:class:`ChatAccumulator`): ``{id, object, model, choices:
+    [{index, message: {role, content, tool_calls?, refusal?, parsed?},
+    finish_reason}]}`` (usage, ids and the served model are record fields).
 
     Args:
-        chunks: the chunks received so far.
-        record: the call record to fill.
+        resp: a ``ChatCompletion`` (or ``ParsedChatCompletion``).
+
+    Returns:
+        The output dict.
     """
-    choices: dict[int, dict[str, Any]] = {}
-    rid = model = None
-    usage = None
-    for chunk in chunks:
-        rid = rid or getattr(chunk, "id", None)
-        model = model or getattr(chunk, "model", None)
-        if getattr(chunk, "usage", None) is not None:
-            usage = usage_of(chunk)
-        for ch in getattr(chunk, "choices", None) or ():
-            slot = choices.setdefault(
-                ch.index, {"role": None, "content": [], "tools": {}, "finish_reason": None}
-            )
-            delta = ch.delta
-            if delta is not None:
-                slot["role"] = slot["role"] or getattr(delta, "role", None)
-                if getattr(delta, "content", None):
-                    slot["content"].append(delta.content)
-                for tc in getattr(delta, "tool_calls", None) or ():
-                    call = slot["tools"].setdefault(
-                        tc.index, {"id": None, "type": "function", "name": None, "arguments": []}
-                    )
-                    call["id"] = call["id"] or tc.id
-                    fn = tc.function
-                    if fn is not None:
-                        call["name"] = call["name"] or fn.name
-                        if fn.arguments:
-                            call["arguments"].append(fn.arguments)
-            if ch.finish_reason is not None:
-                slot["finish_reason"] = ch.finish_reason
-    out_choices = []
-    for index in sorted(choices):
-        slot = choices[index]
-        message: dict[str, Any] = {
-            "role": slot["role"] or "assistant",
-            "content": "".join(slot["content"]) if slot["content"] else None,
-        }
-        if slot["tools"]:
-            message["tool_calls"] = [
-                {
-                    "id": t["id"],
-                    "type": t["type"],
-                    "function": {"name": t["name"], "arguments": "".join(t["arguments"])},
-                }
-                for _, t in sorted(slot["tools"].items())
-            ]
-        out_choices.append(
-            {"index": index, "message": message, "finish_reason": slot["finish_reason"]}
-        )
-    record["output"] = {
-        "id": rid,
-        "object": "chat.completion",
-        "model": model,
-        "choices": out_choices,
+    choices = []
+    for ch in resp.choices:
+        m = ch.message
+        message: dict[str, Any] = {"role": m.role, "content": m.content}
+        extra = m.__dict__
+        calls = extra.get("tool_calls")
+        if calls:
+            message["tool_calls"] = [_tool_call(tc) for tc in calls]
+        if extra.get("refusal") is not None:
+            message["refusal"] = extra["refusal"]
+        if extra.get("parsed") is not None:
+            message["parsed"] = extra["parsed"]
+        if extra.get("function_call") is not None:
+            message["function_call"] = extra["function_call"]
+        choices.append({"index": ch.index, "message": message, "finish_reason": ch.finish_reason})
+    return {"id": resp.id, "object": "chat.completion", "model": resp.model, "choices": choices}
+
+
+def build_response(resp: Any) -> dict[str, Any]:
+    """The output of a Responses API call: its output items and status.
+
+    Args:
+        resp: a ``Response`` (or ``ParsedResponse``).
+
+    Returns:
+        ``{id, object, model, status, output: [items]}``; the items are kept
+        whole (messages, function calls, reasoning), serialised as the SDK does.
+    """
+    return {
+        "id": resp.id,
+        "object": "response",
+        "model": resp.model,
+        "status": getattr(resp, "status", None),
+        "output": list(resp.output or ()),
     }
-    record["served_model"] = model
-    record["response_id"] = rid
-    record["usage"] = usage
 
 
-def assemble_responses(chunks: Sequence[Any], record: dict[str, Any]) -> None:
-    """Fill the record from Responses API stream events.
+class ResponsesAccumulator:
+    """Fills the record from Responses API stream events.
 
     The final ``response.completed`` / ``incomplete`` / ``failed`` event carries
     the whole Response; without it (a partial stream) the text deltas are kept.
-
-    Args:
-        chunks: the events received so far.
-        record: the call record to fill.
     """
-    final = None
-    started = None
-    text: list[str] = []
-    for ev in chunks:
-        kind = getattr(ev, "type", None)
-        if kind == "response.output_text.delta":
-            text.append(ev.delta)
-        elif kind == "response.created":
-            started = ev.response
-        elif kind in ("response.completed", "response.incomplete", "response.failed"):
-            final = ev.response
-    head = final if final is not None else started
-    if head is not None:
-        record["served_model"] = getattr(head, "model", None)
-        record["response_id"] = getattr(head, "id", None)
-    if final is not None:
-        record["output"] = final
-        record["usage"] = usage_of(final)
-    else:
-        record["output"] = {"output_text": "".join(text), "status": "incomplete"}
+
+    __slots__ = ("final", "started", "text")
+
+    def __init__(self) -> None:
+        self.final: Any = None
+        self.started: Any = None
+        self.text: list[str] = []
+
+    def feed(self, chunks: Sequence[Any]) -> None:
+        """Fold events in (see :class:`~logos_shift.providers._contract.Accumulator`)."""
+        for ev in chunks:
+            kind = getattr(ev, "type", None)
+            if kind == "response.output_text.delta":
+                self.text.append(ev.delta)
+            elif kind == "response.created":
+                self.started = ev.response
+            elif kind in _FINAL:
+                self.final = ev.response
+
+    def fill(self, record: dict[str, Any]) -> None:
+        """Set the record's output, ids and usage."""
+        final = self.final
+        head = final if final is not None else self.started
+        if head is not None:
+            record["served_model"] = getattr(head, "model", None)
+            record["response_id"] = getattr(head, "id", None)
+        if final is None:
+            record["output"] = {"output_text": "".join(self.text), "status": "incomplete"}
+            return
+        usage = getattr(final, "usage", None)
+        if usage is not None:
+            record["usage"] = {
+                "input_tokens": getattr(usage, "input_tokens", None),
+                "output_tokens": getattr(usage, "output_tokens", None),
+            }
+        record["output"] = build_response(final)
+
+
+_FINAL = ("response.completed", "response.incomplete", "response.failed")
 
 
 def usage_only(chunk: Any) -> bool:
@@ -126,26 +223,33 @@ def usage_only(chunk: Any) -> bool:
     return getattr(chunk, "object", None) == "chat.completion.chunk" and not chunk.choices
 
 
+def _chat(module: str, cls: str, method: str, optional: bool = False) -> Target:
+    return Target(module, cls, method, "openai.chat.completions", ChatAccumulator,
+                  optional=optional, build=build_chat,
+                  usage_keys=("prompt_tokens", "completion_tokens"))  # fmt: skip
+
+
 def _targets() -> tuple[Target, ...]:
     out: list[Target] = []
     for cls in ("Completions", "AsyncCompletions"):
-        out.append(Target(_CHAT, cls, "create", "openai.chat.completions", assemble_chat))
-        out.append(
-            Target(_CHAT, cls, "parse", "openai.chat.completions", assemble_chat, optional=True)
-        )
+        out.append(_chat(_CHAT, cls, "create"))
+        out.append(_chat(_CHAT, cls, "parse", optional=True))
         # openai 1.x: parse lives in beta (stream() there goes through create).
+        out.append(_chat(_BETA_CHAT, cls, "parse", optional=True))
+    for cls in ("Responses", "AsyncResponses"):
+        r = "openai.responses"
+        out.append(Target(_RESP, cls, "create", r, ResponsesAccumulator, build=build_response))
         out.append(
             Target(
-                _BETA_CHAT, cls, "parse", "openai.chat.completions", assemble_chat, optional=True
+                _RESP, cls, "parse", r, ResponsesAccumulator, optional=True, build=build_response
             )
         )
-    for cls in ("Responses", "AsyncResponses"):
-        out.append(Target(_RESP, cls, "create", "openai.responses", assemble_responses))
-        out.append(
-            Target(_RESP, cls, "parse", "openai.responses", assemble_responses, optional=True)
-        )
     for cls in ("Embeddings", "AsyncEmbeddings"):
-        out.append(Target(_EMB, cls, "create", "openai.embeddings", assemble_chat))
+        # The whole response is the output (the vectors); usage has prompt_tokens only.
+        out.append(
+            Target(_EMB, cls, "create", "openai.embeddings", ChatAccumulator,
+                   usage_keys=("prompt_tokens", "completion_tokens"))
+        )  # fmt: skip
     return tuple(out)
 
 

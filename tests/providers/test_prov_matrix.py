@@ -73,14 +73,9 @@ def _check(rec: dict[str, Any], sdk: str, api: str, outcome: str, exit_: str) ->
         assert rec["output"] is None
         assert rec["stream"] is None
         return
-    if api == "sresp":
-        assert rec["output"] is None
-        assert rec["error"] is None
-        assert rec["stream"] is None
-        return
     assert rec["served_model"] == model
     assert rec["response_id"].startswith(prefix)
-    if not streaming:
+    if not streaming:  # plain, raw, and streaming-response (the caller read the body)
         assert rec["error"] is None
         assert rec["stream"] is None
         assert _text(sdk, rec["output"]) == "Echo: " + PROMPT
