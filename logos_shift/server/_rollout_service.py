@@ -102,6 +102,21 @@ class RolloutService:
                 raise TransitionError(
                     f"route {route!r} already has a rollout in progress ({old.state.status.value})"
                 )
+        if (
+            old is not None
+            and old.state.status == Status.ROLLED_BACK
+            and old.state.variant_model
+            and "canary_since" in old.info
+        ):
+            # Failure feedback that arrived after the rollback is kept too (idempotent).
+            _rollout_store.keep_failures(
+                self.db,
+                project_id,
+                route,
+                str(old.info["variant_name"]),
+                old.state.variant_model,
+                float(old.info["canary_since"]),
+            )
         records, models = _rollout_glue.dataset_calls(self.db, project_id, req)
         fb = {r["id"]: f for r, f in records}
         spec = _dataset_builder.DatasetSpec(

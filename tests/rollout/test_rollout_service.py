@@ -347,14 +347,17 @@ def test_rolled_back_failures_are_kept_for_the_next_dataset(
     # A second rollback request changes nothing and keeps nothing twice.
     assert server.post("/v1/routes/support/rollout/rollback").status_code == 409
     assert server.get("/v1/routes/support/rollout/failures").json()["count"] == 127
+    # Failure feedback arriving after the rollback is kept by the next fine-tune.
+    server.ingest([feedback(recs[0]["id"], "failure")])
 
     started = _start(server, fake_provider)
     counts = started["dataset"]
-    assert counts["hard_inputs"] == 55
+    assert counts["hard_inputs"] == 56
     assert counts["hard_answered"] == 50
-    assert counts["hard_unanswered"] == 5
+    assert counts["hard_unanswered"] == 6
     assert 30 <= counts["hard_in_train"] <= 50
-    assert any("5 of 55 inputs a rolled-back model failed on" in w for w in started["warnings"])
+    assert any("6 of 56 inputs a rolled-back model failed on" in w for w in started["warnings"])
+    assert server.get("/v1/routes/support/rollout/failures").json()["count"] == 128
     lines = fake_provider.file_content(started["files"]["train"]).decode().splitlines()
     answers = [json.loads(x)["messages"][-1]["content"] for x in lines]
     assert "BAD ANSWER" not in answers
