@@ -14,13 +14,14 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 __all__ = [
     "Table",
     "fmt",
     "interleaved",
+    "interleaved_async",
     "percentile",
     "process_cpu",
     "rss_mib",
@@ -90,6 +91,40 @@ def interleaved(
             for _ in range(block):
                 t0 = clock()
                 fn()
+                append((clock() - t0) / 1000.0)
+        if between is not None:
+            between()
+    return out
+
+
+async def interleaved_async(
+    cases: dict[str, Callable[[], Awaitable[object]]],
+    rounds: int,
+    block: int,
+    between: Callable[[], object] | None = None,
+) -> dict[str, list[float]]:
+    """:func:`interleaved` for coroutine functions, awaited one at a time in the running loop.
+
+    Args:
+        cases: name -> zero-argument callable returning an awaitable.
+        rounds: how many rounds.
+        block: awaits per case per round.
+        between: called (synchronously) after each round, outside the timed region.
+
+    Returns:
+        name -> per-await wall times in microseconds.
+    """
+    clock = time.perf_counter_ns
+    names = list(cases)
+    out: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        k = r % len(names)
+        for name in names[k:] + names[:k]:
+            fn = cases[name]
+            append = out[name].append
+            for _ in range(block):
+                t0 = clock()
+                await fn()
                 append((clock() - t0) / 1000.0)
         if between is not None:
             between()

@@ -5,8 +5,9 @@ Run: ``.venv/bin/python benchmarks/bench_core.py [--quick] [--records N]``
 1. **Decorator overhead** on the caller's thread.  Blocks of calls alternate
    between the bare function, a ``wrapt`` passthrough (the floor any
    ``wrapt``-based decorator pays) and the ``@ls()``-decorated function, for a
-   small payload (two short arguments, a small dict result) and a 30 KB one (a
-   chat-style list of 30 messages).  Every call is timed on its own; "added" is
+   small payload (two short arguments, a small dict result; through a plain
+   and through a coroutine function) and a 30 KB one (a chat-style list of 30
+   messages).  Every call is timed on its own; "added" is
    decorated minus bare at the same percentile.  Between rounds the instance
    is flushed (outside the timed region), so the queue never fills and no
    record is dropped.  The background thread's CPU per record (serialising,
@@ -29,6 +30,7 @@ Prints markdown tables.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import os
 import subprocess
@@ -40,13 +42,13 @@ from types import ModuleType
 from typing import Any
 
 import wrapt
-from _util import Table, interleaved, rss_mib, summary, thread_cpu
+from _util import Table, interleaved, interleaved_async, rss_mib, summary, thread_cpu
 
 import logos_shift
 from logos_shift._worker import WORKER
 
 #: Row labels, in the order printed; the smoke test checks each appears.
-OVERHEAD_ROWS = ("small payload", "30 KB payload")
+OVERHEAD_ROWS = ("small payload", "small payload, async", "30 KB payload")
 THROUGHPUT_ROWS = ("JSONL file", "HTTP (local server, separate process)")
 
 SMALL_TEXT = "Is this review positive? 'Great product, arrived on time.'"
@@ -58,6 +60,11 @@ BIG_MESSAGES = [
 
 def classify(text: str, temperature: float = 0.0) -> dict[str, Any]:
     """The small-payload function: two short arguments, a small dict result."""
+    return {"label": "positive", "score": 0.93}
+
+
+async def aclassify(text: str, temperature: float = 0.0) -> dict[str, Any]:
+    """:func:`classify` as a coroutine function."""
     return {"label": "positive", "score": 0.93}
 
 
@@ -176,11 +183,20 @@ def measure_overhead(
             ls, small, lambda f: f(SMALL_TEXT, temperature=0.2), n_bg, cpu
         )
         bg_big = background_cpu_per_record(ls, big, lambda f: f(msgs, "gpt-4o"), n_bg // 4, cpu)
+        times.update(asyncio.run(_async_overhead(ls, rounds, block)))
+        bg_async = background_cpu_per_record(
+            ls, ls(dataset="bench")(aclassify),
+            lambda f: asyncio.run(_await_n(f, n_bg)), 1, cpu,
+        ) / n_bg  # fmt: skip
         dropped = ls.stats()["dropped"]
     finally:
         ls.shutdown(timeout=30)
     out: dict[str, dict[str, float]] = {}
-    for label, key, bg in (("small payload", "small", bg_small), ("30 KB payload", "big", bg_big)):
+    for label, key, bg in (
+        ("small payload", "small", bg_small),
+        ("small payload, async", "async", bg_async),
+        ("30 KB payload", "big", bg_big),
+    ):
         bare = summary(times[f"{key} bare"])
         wr = summary(times[f"{key} wrapt"])
         dec = summary(times[f"{key} dec"])
@@ -194,6 +210,25 @@ def measure_overhead(
             "dropped": dropped,
         }
     return out
+
+
+async def _async_overhead(ls: Any, rounds: int, block: int) -> dict[str, list[float]]:
+    """The small payload through a coroutine function: bare, wrapt passthrough, ``@ls``."""
+    dec = ls(dataset="bench")(aclassify)
+    passthrough = wrapt.FunctionWrapper(aclassify, lambda w, i, a, k: w(*a, **k))
+    cases = {
+        "async bare": lambda: aclassify(SMALL_TEXT, temperature=0.2),
+        "async wrapt": lambda: passthrough(SMALL_TEXT, temperature=0.2),
+        "async dec": lambda: dec(SMALL_TEXT, temperature=0.2),
+    }
+    await interleaved_async(cases, 3, block, lambda: ls.flush(timeout=60))  # warm-up
+    gc.collect()
+    return await interleaved_async(cases, rounds, block, lambda: ls.flush(timeout=60))
+
+
+async def _await_n(fn: Any, n: int) -> None:
+    for _ in range(n):
+        await fn(SMALL_TEXT, temperature=0.2)
 
 
 # -- 2. pipeline throughput --------------------------------------------------

@@ -302,6 +302,32 @@ def _call_sync(
     return result
 
 
+async def _call_async(
+    spec: _Spec, add_id: bool, wrapped: Any, instance: Any, args: Any, kwargs: Any,
+    extra: Any,
+) -> Any:  # fmt: skip
+    """The general path of a coroutine call: metadata to merge, or faults injected."""
+    try:
+        if extra is not None and not isinstance(extra, Mapping):
+            extra = {"value": extra}
+        call = _Call(spec, instance, args, kwargs, extra)
+    except Exception as exc:  # noqa: BLE001 - the rule of _guard.guard, inlined
+        _guard.swallow("decorator.begin", exc)
+        return await wrapped(*args, **kwargs)
+    token = _context._scope.set(call.scope)
+    try:
+        result = await wrapped(*args, **kwargs)
+    except BaseException as exc:
+        _finish(call, error=exc)
+        raise
+    finally:
+        _context._scope.reset(token)
+    _finish_ok(call, result)
+    if add_id and type(result) is dict:
+        _add_id(call, result)
+    return result
+
+
 def decorate(
     client: LogosShift,
     func: F,
@@ -319,6 +345,46 @@ def decorate(
     scope_set = scope_var.set
     scope_reset = scope_var.reset
     format_id = _ids.format_id
+    function = spec.function
+    tail = spec.tail
+    n_tail = len(tail)
+    skip_first = spec.skip_first
+    enqueue = client._enqueue
+    Scope = _context.Scope
+
+    def begin(instance: Any, args: Any, kwargs: Any) -> tuple[Any, ...] | None:
+        """The plain path's start of a call, for coroutine functions.
+
+        Returns ``(scope, record, id, size, start)``, or None when the
+        capture could not start.  Plain sync calls run the same code inlined
+        in ``sync_wrapper``; keep the two (and :class:`_Call`) in step.
+        """
+        try:
+            outer = _scope_get()
+            settings = client.settings
+            cached = spec.cache
+            if cached[0] is outer and cached[1] is settings:
+                scope = cached[2]
+            else:
+                dataset = spec.dataset or outer.dataset or settings.dataset
+                scope = Scope(dataset, outer.metadata, function, client)
+                spec.cache = (outer, settings, scope)
+            inputs, size = spec.snapshot_arguments(instance, args, kwargs)
+            cid = _new_int()
+            rec: dict[str, Any] = {
+                "type": "call",
+                "id": cid,
+                "ts": _time(),
+                "dataset": scope.dataset,
+                "source": "function",
+                "function": function,
+                "input": inputs,
+                "metadata": scope.metadata,
+            }
+            return scope, rec, cid, size + 512, _perf_counter()
+        except Exception as exc:  # noqa: BLE001 - the rule of _guard.guard, inlined
+            _guard.swallow("decorator.begin", exc)
+            return None
 
     if inspect.isasyncgenfunction(target):
 
@@ -339,30 +405,38 @@ def decorate(
     if inspect.iscoroutinefunction(target):
 
         async def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            call = _begin(spec, instance, args, kwargs)
-            token = scope_var.set(call.scope) if call is not None else None
+            extra = kwargs.pop(METADATA_KWARG, None) if kwargs else None
+            if not client.settings.enabled:
+                return await wrapped(*args, **kwargs)
+            if extra is not None or spec.metadata or _guard.FAULTS:
+                return await _call_async(spec, add_id, wrapped, instance, args, kwargs, extra)
+            started = begin(instance, args, kwargs)
+            if started is None:
+                return await wrapped(*args, **kwargs)
+            scope, rec, cid, size, start = started
+            token = scope_set(scope)
             try:
                 result = await wrapped(*args, **kwargs)
             except BaseException as exc:
-                _finish(call, error=exc)
+                try:
+                    _submit(client, rec, cid, start, size, None, exc)
+                except Exception as err:  # noqa: BLE001 - the rule of _guard.guard, inlined
+                    _guard.swallow("decorator.finish", err)
                 raise
             finally:
-                if token is not None:
-                    scope_var.reset(token)
-            if call is not None:
-                _finish_ok(call, result)
-                if add_id and type(result) is dict:
-                    _add_id(call, result)
+                scope_reset(token)
+            try:
+                _submit(client, rec, cid, start, size, result, None)
+            except Exception as exc:  # noqa: BLE001 - the rule of _guard.guard, inlined
+                _guard.swallow("decorator.finish", exc)
+            if add_id and type(result) is dict:
+                try:
+                    result["logos_shift_id"] = format_id(cid)
+                except Exception as exc:  # noqa: BLE001 - the rule of _guard.guard
+                    _guard.swallow("decorator.add_id", exc)
             return result
 
         return wrapt.FunctionWrapper(func, async_wrapper)  # type: ignore[return-value]
-
-    function = spec.function
-    tail = spec.tail
-    n_tail = len(tail)
-    skip_first = spec.skip_first
-    enqueue = client._enqueue
-    Scope = _context.Scope
 
     def sync_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         # The most common kind of call gets a path with no helper objects:

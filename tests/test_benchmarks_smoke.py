@@ -47,7 +47,7 @@ def test_bench_core_quick_prints_every_row() -> None:
     out = proc.stdout
     assert "Decorator overhead" in out
     assert "Pipeline throughput" in out
-    overhead_rows = ("small payload", "30 KB payload")
+    overhead_rows = ("small payload", "small payload, async", "30 KB payload")
     throughput_rows = ("JSONL file", "HTTP (local server, separate process)")
     for label in overhead_rows:
         cells = _row(out, label)
@@ -68,7 +68,7 @@ def test_bench_core_row_labels_match_the_module(monkeypatch: pytest.MonkeyPatch)
     """The labels checked above are the ones bench_core.py declares."""
     monkeypatch.syspath_prepend(str(BENCH))  # bench_core imports its sibling _util
     core = _load("bench_core")
-    assert core.OVERHEAD_ROWS == ("small payload", "30 KB payload")
+    assert core.OVERHEAD_ROWS == ("small payload", "small payload, async", "30 KB payload")
     assert core.THROUGHPUT_ROWS == ("JSONL file", "HTTP (local server, separate process)")
 
 
