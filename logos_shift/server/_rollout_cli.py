@@ -35,6 +35,20 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key", default=None, help="admin key ($LOGOS_SHIFT_ADMIN_KEY)")
 
 
+def _when(text: str) -> float:
+    """Parse ``--since`` / ``--until``: Unix seconds or an ISO-8601 date-time."""
+    from ._models import parse_ts
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return parse_ts(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: Unix seconds or {exc}") from None
+
+
 def register(subparsers: Any) -> None:
     """Add the ``finetune`` and ``rollout`` commands to the ``logos-shift`` parser.
 
@@ -51,6 +65,8 @@ def register(subparsers: Any) -> None:
     s.add_argument("--route", default=None, help="route to roll out on (default: the dataset)")
     s.add_argument("--control-model", default=None)
     s.add_argument("--min-score", type=float, default=None)
+    s.add_argument("--since", type=_when, default=None, help="only calls at or after (ISO/Unix)")
+    s.add_argument("--until", type=_when, default=None, help="only calls before (ISO/Unix)")
     s.add_argument("--policy", default=None, help="JSON, e.g. '{\"margin\": 0.05}'")
     s.add_argument("--webhook", default=None, help="URL notified of every rollout event")
     s.add_argument("--no-wait", action="store_true", help="return once the job is created")
@@ -132,6 +148,8 @@ def cmd_finetune_start(args: argparse.Namespace) -> int:
         ("route", args.route),
         ("control_model", args.control_model),
         ("min_score", args.min_score),
+        ("since", args.since),
+        ("until", args.until),
         ("webhook_url", args.webhook),
     ):
         if value is not None:

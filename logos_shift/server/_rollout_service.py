@@ -460,9 +460,12 @@ class RolloutService:
                 ),
             )
         row.state = d.state
+        # The event is stored first, so whoever reads the new state finds its event;
+        # it is announced (log, webhook) once the state and the route are saved.
+        event = self._store_event(project_id, d.event(now))
         _rollout_store.save(self.db, project_id, row)
         _rollout_glue.sync_route(self.db, project_id, row, d)
-        self._event(project_id, row, d.event(now))
+        self._announce(row, event)
         return d
 
     # -- notifications -------------------------------------------------------
@@ -470,8 +473,14 @@ class RolloutService:
     def _event(
         self, project_id: int, row: _rollout_store.RolloutRow, event: dict[str, Any]
     ) -> None:
+        self._announce(row, self._store_event(project_id, event))
+
+    def _store_event(self, project_id: int, event: dict[str, Any]) -> dict[str, Any]:
         event = {"project_id": project_id, **event}
         event["id"] = _rollout_store.add_event(self.db, project_id, event)
+        return event
+
+    def _announce(self, row: _rollout_store.RolloutRow, event: dict[str, Any]) -> None:
         logger.info(
             "rollout %s: %s -> %s: %s",
             event["route"],

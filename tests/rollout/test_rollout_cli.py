@@ -107,6 +107,25 @@ def test_finetune_start_small_dataset_lists_problems(
     assert "only" in capsys.readouterr().err
 
 
+def test_finetune_start_time_window(
+    server: Server, fake_provider: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--since / --until (ISO or Unix seconds) select the calls; a bad value exits 2."""
+    _seed(server)
+    fake_provider.finetune_schedule(seconds_per_phase=0)
+    argv = ["finetune", "start", "--dataset", "support", "--base-model", "m", "--no-wait",
+            "--backend", fake_provider.openai_base_url, "--backend-api-key", "k"]  # fmt: skip
+    argv += _args(server)
+    assert main([*argv, "--until", "2020-01-01T00:00:00Z"]) == 1
+    assert "only 0 training examples (need at least 10): 0 calls seen" in capsys.readouterr().err
+    assert main([*argv, "--since", "1577836800", "--until", "4102444800"]) == 0
+    assert "job ftjob-" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--since", "yesterday"])
+    assert exit_info.value.code == 2
+    assert "'yesterday': Unix seconds or must be an ISO-8601" in capsys.readouterr().err
+
+
 def test_unreachable_server(capsys: pytest.CaptureFixture[str]) -> None:
     """An unreachable server is a clear error, not a traceback."""
     assert main(["rollout", "status", "r", "--server", "http://127.0.0.1:9", "--api-key", "x"]) == 1
