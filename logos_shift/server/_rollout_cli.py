@@ -280,6 +280,12 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                     f"  {arm:<8} calls {a['calls']:>6}  errors {a['errors']:>5}  "
                     f"feedback {a['feedback']:>6}  success {rate}"
                 )
+            kept = (data.get("info") or {}).get("kept_failures")
+            if kept:
+                _out(
+                    f"  kept {kept} failed calls of the rolled-back model for the next dataset"
+                    f" (logos-shift rollout failures {args.route})"
+                )
             events = data["events"]
             shown = events[-args.events :] if args.events else events
             _out(

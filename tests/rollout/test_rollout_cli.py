@@ -153,6 +153,8 @@ def test_failures_of_a_rolled_back_model_feed_the_next_finetune(
     server.ingest(recs)
     assert main(["rollout", "rollback", "support", *_args(server)]) == 0
     assert "kept 4 failed calls of ft:m:fake:support" in capsys.readouterr().out
+    assert main(["rollout", "status", "support", *_args(server)]) == 0
+    assert "kept 4 failed calls of the rolled-back model" in capsys.readouterr().out
     out_file = tmp_path / "failures.jsonl"
     argv = ["rollout", "failures", "support", "--output", str(out_file), *_args(server)]
     assert main(argv) == 0
