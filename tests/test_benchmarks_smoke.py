@@ -46,6 +46,7 @@ def test_bench_core_quick_prints_every_row() -> None:
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "Decorator overhead" in out
+    assert "Records dropped during the overhead run: 0." in out
     assert "Pipeline throughput" in out
     overhead_rows = ("small payload", "small payload, async", "30 KB payload")
     throughput_rows = ("JSONL file", "HTTP (local server, separate process)")
