@@ -192,7 +192,7 @@ def cmd_finetune_start(args: argparse.Namespace) -> int:
 
 def _follow(client: _Client, route: str, timeout: float, job_id: str) -> int:
     seen: set[int] = set()
-    started = False  # show this job's events only, not earlier rollouts of the route
+    first: int | None = None  # id of this job's first event: earlier rollouts are not shown
     deadline = time.monotonic() + timeout
     delay = 0.2
     while True:
@@ -200,10 +200,13 @@ def _follow(client: _Client, route: str, timeout: float, job_id: str) -> int:
         if status != 200:
             return _fail(status, data)
         for e in data["events"]:
-            started = started or (
-                e.get("action") == "training_started" and job_id in " ".join(e.get("reasons", []))
-            )
-            if started and e["id"] not in seen:
+            if (
+                first is None
+                and e.get("action") == "training_started"
+                and job_id in " ".join(e.get("reasons", []))
+            ):
+                first = e["id"]
+            if first is not None and e["id"] >= first and e["id"] not in seen:
                 seen.add(e["id"])
                 _show_event(e)
         state = data["state"]["status"]

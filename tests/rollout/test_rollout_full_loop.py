@@ -29,3 +29,6 @@ def test_full_loop_demo(tmp_path: Path) -> None:
     assert "job succeeded" in out
     assert "clients now get 100% on ft:gpt-4o-mini:fake:support:" in out
     assert "clients now get 0% on the variant" in out
+    # The second fine-tune follows only its own job: the first rollout's events
+    # appear once (in the final status listing), not again while waiting.
+    assert out.count("promote: canary -> promoted") == 1
