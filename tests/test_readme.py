@@ -51,3 +51,20 @@ def test_testing_example_runs(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "1 passed" in proc.stdout
+
+
+def test_rollout_policy_table_lists_every_key() -> None:
+    """Every rollout policy key is in the README's policy table with its default."""
+    from logos_shift.server._rollout_types import Policy
+
+    defaults = Policy().to_json()
+    for field in dataclasses.fields(Policy):
+        assert f"| `{field.name}` | " in README, field.name
+        value = defaults[field.name]
+        if isinstance(value, bool):
+            shown = "true" if value else "false"
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            shown = f"{value:g}"
+        else:
+            continue
+        assert f"| `{field.name}` | `{shown}` |" in README, (field.name, shown)
