@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import wrapt
 
 from . import _context, _guard, _ids, _records, _snapshot
+from ._genwrap import wrap_agen, wrap_gen
 
 if TYPE_CHECKING:
     from ._client import LogosShift
@@ -31,7 +32,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 METADATA_KWARG = "logos_shift_metadata"
 _SCALARS = (int, float, bool, type(None))
-_MAX_STREAM_ITEMS = 1000
 
 # Bound once: each saves an attribute lookup on every captured call.
 _perf_counter = time.perf_counter
@@ -338,7 +338,9 @@ def decorate(
     """Wrap ``func`` so each call is captured by ``client``."""
     spec = _Spec(client, func, dataset, metadata)
     if variants:
-        return _decorate_routed(spec, func, dict(variants))
+        from . import _fnroute  # routed functions are rare: imported on first use
+
+        return _fnroute.decorate_routed(spec, func, dict(variants))
     target = func.__func__ if isinstance(func, (classmethod, staticmethod)) else func
     add_id = client.settings.add_id_to_result
     scope_var = _context._scope
@@ -390,7 +392,7 @@ def decorate(
 
         def agen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             call = _begin(spec, instance, args, kwargs)
-            return _wrap_agen(wrapped(*args, **kwargs), call)
+            return wrap_agen(wrapped(*args, **kwargs), call, _finish)
 
         return wrapt.FunctionWrapper(func, agen_wrapper)  # type: ignore[return-value]
 
@@ -398,7 +400,7 @@ def decorate(
 
         def gen_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             call = _begin(spec, instance, args, kwargs)
-            return _wrap_gen(wrapped(*args, **kwargs), call)
+            return wrap_gen(wrapped(*args, **kwargs), call, _finish)
 
         return wrapt.FunctionWrapper(func, gen_wrapper)  # type: ignore[return-value]
 
@@ -513,164 +515,6 @@ def decorate(
                 result["logos_shift_id"] = format_id(cid)
         except Exception as exc:  # noqa: BLE001 - the rule of _guard.guard, inlined
             _guard.swallow("decorator.finish", exc)
-        return result
-
-    return wrapt.FunctionWrapper(func, sync_wrapper)  # type: ignore[return-value]
-
-
-class _Collector:
-    __slots__ = ("first", "items", "n")
-
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self.n = 0
-        self.first: float | None = None
-
-    def add(self, item: Any) -> None:
-        if self.first is None:
-            self.first = time.perf_counter()
-        self.n += 1
-        if len(self.items) < _MAX_STREAM_ITEMS:
-            self.items.append(item)
-
-    def stream(self, status: str) -> dict[str, Any]:
-        return {"status": status, "chunks": self.n}
-
-
-def _wrap_gen(gen: Generator[Any, Any, Any], call: _Call | None) -> Generator[Any, Any, Any]:
-    if call is None:
-        return (yield from gen)
-    col = _Collector()
-    scope_var = _context._scope
-    value: Any = None
-    exc: BaseException | None = None
-    status = "partial"
-    error: BaseException | None = None
-    try:
-        while True:
-            token = scope_var.set(call.scope)
-            try:
-                if exc is not None:
-                    e, exc = exc, None
-                    item = gen.throw(e)
-                else:
-                    item = gen.send(value)
-            except StopIteration as stop:
-                status = "completed"
-                return stop.value
-            except BaseException as err:
-                status, error = "error", err
-                raise
-            finally:
-                scope_var.reset(token)
-            col.add(item)
-            try:
-                value = yield item
-            except GeneratorExit:
-                gen.close()
-                raise
-            except BaseException as err:  # noqa: BLE001 - thrown into the wrapped generator
-                exc, value = err, None
-    finally:
-        _finish(call, output=col.items, error=error, stream=col.stream(status), ttft=col.first)
-
-
-async def _wrap_agen(
-    agen: AsyncGenerator[Any, Any], call: _Call | None
-) -> AsyncGenerator[Any, Any]:
-    if call is None:
-        async for item in agen:
-            yield item
-        return
-    col = _Collector()
-    scope_var = _context._scope
-    value: Any = None
-    exc: BaseException | None = None
-    status = "partial"
-    error: BaseException | None = None
-    try:
-        while True:
-            token = scope_var.set(call.scope)
-            try:
-                if exc is not None:
-                    e, exc = exc, None
-                    item = await agen.athrow(e)
-                else:
-                    item = await agen.asend(value)
-            except StopAsyncIteration:
-                status = "completed"
-                return
-            except BaseException as err:
-                status, error = "error", err
-                raise
-            finally:
-                scope_var.reset(token)
-            col.add(item)
-            try:
-                value = yield item
-            except GeneratorExit:
-                await agen.aclose()
-                raise
-            except BaseException as err:  # noqa: BLE001 - thrown into the wrapped generator
-                exc, value = err, None
-    finally:
-        _finish(call, output=col.items, error=error, stream=col.stream(status), ttft=col.first)
-
-
-def _decorate_routed(spec: _Spec, func: F, variants: dict[str, Callable[..., Any]]) -> F:
-    """Like :func:`decorate`, with A/B routing between ``func`` and ``variants``."""
-    from . import _fnroute
-
-    target = func.__func__ if isinstance(func, (classmethod, staticmethod)) else func
-    add_id = spec.client.settings.add_id_to_result
-    scope_var = _context._scope
-    if inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target):
-        raise TypeError("variants are supported for plain and async functions, not generators")
-
-    if inspect.iscoroutinefunction(target):
-
-        async def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-            call = _begin(spec, instance, args, kwargs)
-            choice = _fnroute.choose(call, variants) if call is not None else None
-            token = scope_var.set(call.scope) if call is not None else None
-            try:
-                if choice is not None and call is not None:
-                    result = await _fnroute.call_async(call, choice, wrapped, args, kwargs)
-                else:
-                    result = await wrapped(*args, **kwargs)
-            except BaseException as exc:
-                _finish(call, error=exc)
-                raise
-            finally:
-                if token is not None:
-                    scope_var.reset(token)
-            if call is not None:
-                _finish_ok(call, result)
-                if add_id and type(result) is dict:
-                    _add_id(call, result)
-            return result
-
-        return wrapt.FunctionWrapper(func, async_wrapper)  # type: ignore[return-value]
-
-    def sync_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        call = _begin(spec, instance, args, kwargs)
-        choice = _fnroute.choose(call, variants) if call is not None else None
-        token = scope_var.set(call.scope) if call is not None else None
-        try:
-            if choice is not None and call is not None:
-                result = _fnroute.call_sync(call, choice, wrapped, args, kwargs)
-            else:
-                result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            _finish(call, error=exc)
-            raise
-        finally:
-            if token is not None:
-                scope_var.reset(token)
-        if call is not None:
-            _finish_ok(call, result)
-            if add_id and type(result) is dict:
-                _add_id(call, result)
         return result
 
     return wrapt.FunctionWrapper(func, sync_wrapper)  # type: ignore[return-value]

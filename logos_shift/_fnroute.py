@@ -10,14 +10,20 @@ once more and the record keeps the variant's error with ``fallback: true``.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import _guard, _records
+import wrapt
+
+from . import _context, _guard, _records
+from ._decorator import _add_id, _begin, _finish, _finish_ok
 
 if TYPE_CHECKING:
     from ._decision import Decision
-    from ._decorator import _Call
+    from ._decorator import _Call, _Spec
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def choose(
@@ -99,3 +105,73 @@ def _mark_fallback(call: _Call, exc: BaseException) -> None:
         # variant errors).
         call.record["fallback"] = True
         call.record["error"] = _records.error_info(exc)
+
+
+def decorate_routed(spec: _Spec, func: F, variants: dict[str, Callable[..., Any]]) -> F:
+    """Like :func:`logos_shift._decorator.decorate`, routing between ``func`` and ``variants``.
+
+    Args:
+        spec: the decorated function's capture spec.
+        func: the original function (or classmethod/staticmethod).
+        variants: alternative implementations by name.
+
+    Returns:
+        The wrapper.
+
+    Raises:
+        TypeError: ``func`` is a generator function (not routable).
+    """
+
+    target = func.__func__ if isinstance(func, (classmethod, staticmethod)) else func
+    add_id = spec.client.settings.add_id_to_result
+    scope_var = _context._scope
+    if inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target):
+        raise TypeError("variants are supported for plain and async functions, not generators")
+
+    if inspect.iscoroutinefunction(target):
+
+        async def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            call = _begin(spec, instance, args, kwargs)
+            choice = choose(call, variants) if call is not None else None
+            token = scope_var.set(call.scope) if call is not None else None
+            try:
+                if choice is not None and call is not None:
+                    result = await call_async(call, choice, wrapped, args, kwargs)
+                else:
+                    result = await wrapped(*args, **kwargs)
+            except BaseException as exc:
+                _finish(call, error=exc)
+                raise
+            finally:
+                if token is not None:
+                    scope_var.reset(token)
+            if call is not None:
+                _finish_ok(call, result)
+                if add_id and type(result) is dict:
+                    _add_id(call, result)
+            return result
+
+        return wrapt.FunctionWrapper(func, async_wrapper)  # type: ignore[return-value]
+
+    def sync_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        call = _begin(spec, instance, args, kwargs)
+        choice = choose(call, variants) if call is not None else None
+        token = scope_var.set(call.scope) if call is not None else None
+        try:
+            if choice is not None and call is not None:
+                result = call_sync(call, choice, wrapped, args, kwargs)
+            else:
+                result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            _finish(call, error=exc)
+            raise
+        finally:
+            if token is not None:
+                scope_var.reset(token)
+        if call is not None:
+            _finish_ok(call, result)
+            if add_id and type(result) is dict:
+                _add_id(call, result)
+        return result
+
+    return wrapt.FunctionWrapper(func, sync_wrapper)  # type: ignore[return-value]
