@@ -22,14 +22,16 @@ restored, so the variants do not stack and can be called side by side.  Langfuse
 
 Scenarios: transport (in-process ``httpx2.MockTransport`` via ``http_client=``; the local
 ``FakeProvider`` over a socket) x mode (sync, async) x kind (non-stream; stream of 50 chunks,
-consumed to the end).  Within a scenario, blocks of calls alternate between the variants
-(rotating the order each round), so all see the same machine state.
+consumed to the end).  Within a scenario the variants alternate, so all see the same
+machine state:
 
-- Latency: p50 and p99 of the per-call wall time (the stream fully consumed), variant minus
-  bare.
-- CPU: ``time.process_time()`` (every thread of the process) over each block *including* the
-  variant's flush at the end of the block (our background serialisation and file write,
-  the peers' span export), divided by the calls, variant minus bare.
+- Latency phase: one call per variant in turn (the order rotated every round); p50 and p99
+  of the per-call wall time (the stream fully consumed), variant minus bare.  Every
+  ``LAT_FLUSH`` rounds each variant is flushed, outside the timed calls.
+- CPU phase: blocks of ``CPU_BLOCK`` calls per variant in turn; ``time.process_time()``
+  (every thread of the process) over each block *including* the variant's flush at its end
+  (our background serialisation and JSONL write, the peers' span processing and export),
+  divided by the calls, variant minus bare.
 
 Prints a markdown table.
 """
@@ -60,7 +62,12 @@ from logos_shift.testing import FakeProvider
 MSGS = [{"role": "user", "content": "benchmark prompt with a few words in it"}]
 MODEL = "gpt-4o-mini"
 CHUNKS = 50
-BLOCK = 10
+WARMUP = 10
+QUICK = 10
+#: Calls per variant between flushes in the latency phase (the records wait, as in an app).
+LAT_FLUSH = 50
+#: Calls per block in the CPU phase; each block ends with the variant's flush.
+CPU_BLOCK = 50
 VARIANTS = ("bare", "logos_shift", "logos_shift+routing", "otel-openai", "langfuse")
 _ORIGINAL = {cls: vars(cls)["create"] for cls in (Completions, AsyncCompletions)}
 
@@ -126,6 +133,7 @@ class Variant:
         self.flush = flush
         self.lat: list[float] = []
         self.cpu = 0.0
+        self.cpu_calls = 0
 
 
 def _grab(install: Callable[[], Any]) -> tuple[Any, Any]:
@@ -233,62 +241,92 @@ def _kwargs(stream: bool) -> dict[str, Any]:
     return kw
 
 
-def _run_sync(variants: list[Variant], client: Any, stream: bool, rounds: int) -> None:
+def _plan(n: int) -> tuple[int, int, int]:
+    """(latency rounds, CPU blocks, calls per CPU block) for ``n`` calls per variant."""
+    per_block = min(CPU_BLOCK, n)
+    return n, max(1, n // per_block), per_block
+
+
+def _run_sync(variants: list[Variant], client: Any, stream: bool, n: int) -> None:
     res = client.chat.completions
     kw = _kwargs(stream)
     bound = [(v, v.sync_fn.__get__(res, Completions)) for v in variants]
+    rounds, blocks, per_block = _plan(n)
 
-    def block(v: Variant, fn: Any, n: int, keep: bool) -> None:
-        lat = v.lat
+    def call(fn: Any) -> None:
+        r = fn(**kw)
+        if stream:
+            for _ in r:
+                pass
+
+    def cpu_block(v: Variant, fn: Any, calls: int, keep: bool) -> None:
         with v.enter():
             c0 = time.process_time()
-            for _ in range(n):
-                t = time.perf_counter()
-                r = fn(**kw)
-                if stream:
-                    for _ in r:
-                        pass
-                if keep:
-                    lat.append(time.perf_counter() - t)
+            for _ in range(calls):
+                call(fn)
             v.flush()
             if keep:
                 v.cpu += time.process_time() - c0
+                v.cpu_calls += calls
 
     for v, fn in bound:  # warm-up
-        block(v, fn, BLOCK, False)
+        cpu_block(v, fn, WARMUP, False)
+    # Latency: one call per variant in turn (order rotated every round).
     for i in range(rounds):
         k = i % len(bound)
         for v, fn in bound[k:] + bound[:k]:
-            block(v, fn, BLOCK, True)
+            with v.enter():
+                t = time.perf_counter()
+                call(fn)
+                v.lat.append(time.perf_counter() - t)
+        if i % LAT_FLUSH == LAT_FLUSH - 1:
+            for v, _ in bound:
+                v.flush()
+    # CPU: blocks of calls, each ending with the variant's flush.
+    for i in range(blocks):
+        k = i % len(bound)
+        for v, fn in bound[k:] + bound[:k]:
+            cpu_block(v, fn, per_block, True)
 
 
-async def _run_async(variants: list[Variant], client: Any, stream: bool, rounds: int) -> None:
+async def _run_async(variants: list[Variant], client: Any, stream: bool, n: int) -> None:
     res = client.chat.completions
     kw = _kwargs(stream)
     bound = [(v, v.async_fn.__get__(res, AsyncCompletions)) for v in variants]
+    rounds, blocks, per_block = _plan(n)
 
-    async def block(v: Variant, fn: Any, n: int, keep: bool) -> None:
-        lat = v.lat
+    async def call(fn: Any) -> None:
+        r = await fn(**kw)
+        if stream:
+            async for _ in r:
+                pass
+
+    async def cpu_block(v: Variant, fn: Any, calls: int, keep: bool) -> None:
         with v.enter():
             c0 = time.process_time()
-            for _ in range(n):
-                t = time.perf_counter()
-                r = await fn(**kw)
-                if stream:
-                    async for _ in r:
-                        pass
-                if keep:
-                    lat.append(time.perf_counter() - t)
+            for _ in range(calls):
+                await call(fn)
             v.flush()
             if keep:
                 v.cpu += time.process_time() - c0
+                v.cpu_calls += calls
 
     for v, fn in bound:
-        await block(v, fn, BLOCK, False)
+        await cpu_block(v, fn, WARMUP, False)
     for i in range(rounds):
         k = i % len(bound)
         for v, fn in bound[k:] + bound[:k]:
-            await block(v, fn, BLOCK, True)
+            with v.enter():
+                t = time.perf_counter()
+                await call(fn)
+                v.lat.append(time.perf_counter() - t)
+        if i % LAT_FLUSH == LAT_FLUSH - 1:
+            for v, _ in bound:
+                v.flush()
+    for i in range(blocks):
+        k = i % len(bound)
+        for v, fn in bound[k:] + bound[:k]:
+            await cpu_block(v, fn, per_block, True)
 
 
 def _pct(xs: list[float], q: float) -> float:
@@ -299,11 +337,11 @@ def _pct(xs: list[float], q: float) -> float:
 def _rows(scenario: str, variants: list[Variant]) -> list[str]:
     bare = variants[0]
     b50, b99 = statistics.median(bare.lat) * 1e6, _pct(bare.lat, 0.99) * 1e6
-    bcpu = bare.cpu / len(bare.lat) * 1e6
+    bcpu = bare.cpu / bare.cpu_calls * 1e6
     rows = [f"| {scenario} | bare | {b50:.0f} | - | {b99:.0f} | - | {bcpu:.0f} | - |"]
     for v in variants[1:]:
         p50, p99 = statistics.median(v.lat) * 1e6, _pct(v.lat, 0.99) * 1e6
-        cpu = v.cpu / len(v.lat) * 1e6
+        cpu = v.cpu / v.cpu_calls * 1e6
         rows.append(f"| {scenario} | {v.name} | {p50:.0f} | {p50 - b50:+.1f} "
                     f"({100.0 * (p50 - b50) / b50:+.1f} %) | {p99:.0f} | {p99 - b99:+.0f} | "
                     f"{cpu:.0f} | {cpu - bcpu:+.1f} |")  # fmt: skip
@@ -314,6 +352,7 @@ def _reset(variants: list[Variant]) -> None:
     for v in variants:
         v.lat = []
         v.cpu = 0.0
+        v.cpu_calls = 0
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -322,15 +361,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n", type=int, default=600, help="calls per variant and scenario (mock)")
     ap.add_argument("--quick", action="store_true", help="a few calls each (smoke run)")
     args = ap.parse_args(argv)
-    n = BLOCK if args.quick else args.n
+    n = QUICK if args.quick else args.n
+    n_socket = n if args.quick else max(QUICK, n // 2)
     skipped: list[str] = []
     rows: list[str] = []
     with tempfile.TemporaryDirectory() as tmp, FakeProvider(chunks=CHUNKS) as fp:
         variants = _variants(Path(tmp), skipped)
         base = fp.openai_base_url
         for transport in ("mock", "socket"):
-            calls = n if transport == "mock" or args.quick else max(2 * BLOCK, n // 2)
-            rounds = max(1, calls // BLOCK)
+            calls = n if transport == "mock" else n_socket
             for mode in ("sync", "async"):
                 for stream in (False, True):
                     kind = f"stream {CHUNKS}" if stream else "non-stream"
@@ -338,16 +377,16 @@ def main(argv: list[str] | None = None) -> None:
                     gc.collect()
                     if mode == "sync":
                         client = _client(transport, base, False)
-                        _run_sync(variants, client, stream, rounds)
+                        _run_sync(variants, client, stream, calls)
                         client.close()
                     else:
 
                         async def go(
-                            stream: bool = stream, transport: str = transport, rounds: int = rounds
+                            stream: bool = stream, transport: str = transport, calls: int = calls
                         ) -> None:
                             client = _client(transport, base, True)
                             try:
-                                await _run_async(variants, client, stream, rounds)
+                                await _run_async(variants, client, stream, calls)
                             finally:
                                 await client.close()
 
@@ -358,8 +397,9 @@ def main(argv: list[str] | None = None) -> None:
             v.flush()
         _close()
     print(f"Added cost per call vs the bare SDK (openai {openai.__version__}, "
-          f"{n} calls per variant in-process, {max(2 * BLOCK, n // 2) if not args.quick else n} "
-          f"over the socket; blocks of {BLOCK} interleaved).\n")  # fmt: skip
+          f"per variant: {n} calls in-process and {n_socket} over the socket for latency, "
+          f"one call per variant in turn; as many again for CPU, in blocks of "
+          f"{min(CPU_BLOCK, n)} each ending with the variant's flush).\n")  # fmt: skip
     print("| scenario | variant | p50 µs | added p50 µs | p99 µs | added p99 µs | "
           "CPU µs/call | added CPU µs/call |")  # fmt: skip
     print("|---|---|---:|---:|---:|---:|---:|---:|")

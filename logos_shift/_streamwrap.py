@@ -22,22 +22,16 @@ from .providers._contract import Accumulator, Assembler
 _perf = time.perf_counter
 
 
-#: Chunks are folded into the accumulator in batches of this many, then dropped.
-FOLD = 16
-
-
 class StreamCapture:
     """The record of one streamed call while it is being consumed.
 
     Holds no reference to the stream itself, so a ``weakref.finalize`` on the
-    stream can finish it after the user drops the stream.  Chunks are kept
-    only until :data:`FOLD` of them are waiting, then folded into the
-    provider's accumulator and released.
+    stream can finish it after the user drops the stream.  Nor does it keep
+    the chunks: each one is folded into the provider's accumulator as it
+    passes and then belongs to the user alone.
     """
 
-    __slots__ = (
-        "acc", "active", "chunks", "count", "done", "hide", "record", "size", "t0", "ttft",
-    )  # fmt: skip
+    __slots__ = ("acc", "active", "count", "done", "hide", "record", "size", "t0", "ttft")
 
     def __init__(
         self,
@@ -52,33 +46,12 @@ class StreamCapture:
         self.t0 = t0
         self.acc: Accumulator | None = assemble()
         self.hide = hide
-        self.chunks: list[Any] = []
         self.count = 0
         self.ttft: float | None = None
         self.done = False
         #: True while the SDK's own iterator runs (it closes the response itself
         #: on exhaustion or error; that close must not count as "partial").
         self.active = False
-
-    def on_chunk(self, chunk: Any) -> None:
-        """Remember one chunk (the guarded form of the generators' inline path)."""
-        with _guard.guard("stream_chunk"):
-            _guard.fault("stream_chunk")
-            self.chunks.append(chunk)
-            if len(self.chunks) >= FOLD:
-                self.fold()
-
-    def fold(self) -> None:
-        """Feed the waiting chunks to the accumulator and drop them."""
-        chunks = self.chunks
-        self.count += len(chunks)
-        try:
-            acc = self.acc
-            if acc is not None:
-                with _guard.guard("stream_chunk"):
-                    acc.feed(chunks)
-        finally:
-            self.chunks = []
 
     def finish(self, status: str, exc: BaseException | None = None) -> None:
         """Complete and submit the record; later calls do nothing.
@@ -93,7 +66,6 @@ class StreamCapture:
         with _guard.guard("stream_finish"):
             _guard.fault("stream_finish")
             now = _perf()
-            self.fold()
             rec = self.record
             rec["latency_ms"] = (now - self.t0) * 1000.0
             if self.ttft is not None:
@@ -108,23 +80,29 @@ class StreamCapture:
 
 
 def _sync_gen(inner: Any, cap: StreamCapture) -> Iterator[Any]:
-    # The per-chunk path is inlined (no method call, no guard object): it runs
-    # 50+ times per stream.  ``cap.active`` is True exactly while the SDK's own
-    # iterator runs (see StreamCapture).
+    # The per-chunk path is kept to a few bytecodes (it runs once per chunk, in
+    # between the SDK's own much larger per-chunk work, where every extra
+    # instruction runs cache-cold): the accumulator reads the chunk once and it
+    # is not kept.  ``cap.active`` is True exactly while the SDK's own iterator
+    # runs (see StreamCapture).
     hide = cap.hide
+    acc = cap.acc
+    add = None if acc is None else acc.add
+    faults = _guard.FAULTS
     try:
         cap.active = True
         for chunk in inner:
             cap.active = False
-            if cap.ttft is None:
+            if cap.count == 0:
                 cap.ttft = _perf()
-            if _guard.FAULTS:
-                cap.on_chunk(chunk)
-            else:
-                chunks = cap.chunks
-                chunks.append(chunk)
-                if len(chunks) >= FOLD:
-                    cap.fold()
+            cap.count += 1
+            if add is not None:
+                try:
+                    if faults:
+                        _guard.fault("stream_chunk")
+                    add(chunk)
+                except Exception as exc:  # noqa: BLE001 - never into the user's loop
+                    _guard.swallow("stream_chunk", exc)
             if hide is None or not _hidden(hide, chunk):
                 yield chunk
             cap.active = True
@@ -150,19 +128,23 @@ def _hidden(hide: Callable[[Any], bool], chunk: Any) -> bool:
 
 async def _async_gen(inner: Any, cap: StreamCapture) -> AsyncIterator[Any]:
     hide = cap.hide
+    acc = cap.acc
+    add = None if acc is None else acc.add
+    faults = _guard.FAULTS
     try:
         cap.active = True
         async for chunk in inner:
             cap.active = False
-            if cap.ttft is None:
+            if cap.count == 0:
                 cap.ttft = _perf()
-            if _guard.FAULTS:
-                cap.on_chunk(chunk)
-            else:
-                chunks = cap.chunks
-                chunks.append(chunk)
-                if len(chunks) >= FOLD:
-                    cap.fold()
+            cap.count += 1
+            if add is not None:
+                try:
+                    if faults:
+                        _guard.fault("stream_chunk")
+                    add(chunk)
+                except Exception as exc:  # noqa: BLE001 - never into the user's loop
+                    _guard.swallow("stream_chunk", exc)
             if hide is None or not _hidden(hide, chunk):
                 yield chunk
             cap.active = True

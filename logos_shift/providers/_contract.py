@@ -9,7 +9,7 @@ reaches the caller.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -17,19 +17,20 @@ from logos_shift import _guard
 
 
 class Accumulator(Protocol):
-    """Folds a stream's chunks into the record, a few at a time, on the caller's thread.
+    """Folds a stream's chunks into the record as they pass, on the caller's thread.
 
-    The stream capture hands over chunks in small batches and then drops them,
-    so a long stream never keeps hundreds of SDK objects alive (they would be
-    promoted through the garbage collector's generations and trigger
-    collections); only strings and the few objects the record needs are kept.
+    Each chunk is read once, when the user receives it, and not kept: a
+    stream's chunks are freed as promptly as without instrumentation (keeping
+    them costs far more than reading them, in allocator and cache traffic and
+    garbage-collector work).  Only strings and the few objects the record
+    needs are kept.
     """
 
-    def feed(self, chunks: Sequence[Any]) -> None:
-        """Take the next chunks, in stream order."""
+    def add(self, chunk: Any) -> None:
+        """Take the next chunk, in stream order."""
 
     def fill(self, record: dict[str, Any]) -> None:
-        """Set output/usage/served_model/response_id from everything fed (maybe partial)."""
+        """Set output/usage/served_model/response_id from everything added (maybe partial)."""
 
 
 #: Makes a fresh :class:`Accumulator` for one stream.

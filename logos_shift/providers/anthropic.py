@@ -7,7 +7,6 @@ over the raw response, so the helper could not be captured; they are not support
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any
 
 from ._contract import Provider, Target
@@ -41,35 +40,33 @@ class MessageAccumulator:
         self.inp: Any = None
         self.out: Any = None
 
-    def feed(self, chunks: Sequence[Any]) -> None:
-        """Fold events in (see :class:`~logos_shift.providers._contract.Accumulator`)."""
-        msg, blocks, parts = self.msg, self.blocks, self.parts
-        for ev in chunks:
-            kind = getattr(ev, "type", None)
-            if kind == "content_block_delta":
-                d = ev.delta
-                piece = getattr(d, "text", None)
-                if piece is None:
-                    piece = getattr(d, "partial_json", None)
-                if piece is None:
-                    piece = getattr(d, "thinking", None)
-                if piece is not None:
-                    parts.setdefault(ev.index, []).append(piece)
-            elif kind == "message_start":
-                m = ev.message
-                msg["id"], msg["model"] = m.id, m.model
-                if m.usage is not None:
-                    self.inp, self.out = m.usage.input_tokens, m.usage.output_tokens
-            elif kind == "content_block_start":
-                blocks[ev.index] = ev.content_block.model_dump(mode="json")
-                parts[ev.index] = []
-            elif kind == "message_delta":
-                msg["stop_reason"] = getattr(ev.delta, "stop_reason", None)
-                u = getattr(ev, "usage", None)
-                if u is not None:
-                    self.out = u.output_tokens
-                    if getattr(u, "input_tokens", None) is not None:
-                        self.inp = u.input_tokens
+    def add(self, ev: Any) -> None:
+        """Fold one event in (see :class:`~logos_shift.providers._contract.Accumulator`)."""
+        kind = getattr(ev, "type", None)
+        if kind == "content_block_delta":
+            d = ev.delta
+            piece = getattr(d, "text", None)
+            if piece is None:
+                piece = getattr(d, "partial_json", None)
+            if piece is None:
+                piece = getattr(d, "thinking", None)
+            if piece is not None:
+                self.parts.setdefault(ev.index, []).append(piece)
+        elif kind == "message_start":
+            m = ev.message
+            self.msg["id"], self.msg["model"] = m.id, m.model
+            if m.usage is not None:
+                self.inp, self.out = m.usage.input_tokens, m.usage.output_tokens
+        elif kind == "content_block_start":
+            self.blocks[ev.index] = ev.content_block.model_dump(mode="json")
+            self.parts[ev.index] = []
+        elif kind == "message_delta":
+            self.msg["stop_reason"] = getattr(ev.delta, "stop_reason", None)
+            u = getattr(ev, "usage", None)
+            if u is not None:
+                self.out = u.output_tokens
+                if getattr(u, "input_tokens", None) is not None:
+                    self.inp = u.input_tokens
 
     def fill(self, record: dict[str, Any]) -> None:
         """Set the record's output, ids and usage."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from ._contract import Provider, Target
@@ -36,40 +35,55 @@ class ChatAccumulator:
         self.model: Any = None
         self.usage: Any = None
 
-    def feed(self, chunks: Sequence[Any]) -> None:
-        """Fold chunks in (see :class:`~logos_shift.providers._contract.Accumulator`)."""
-        choices = self.choices
-        for chunk in chunks:
-            self.id = self.id or getattr(chunk, "id", None)
-            self.model = self.model or getattr(chunk, "model", None)
-            usage = getattr(chunk, "usage", None)
-            if usage is not None:
-                self.usage = usage
-            for ch in getattr(chunk, "choices", None) or ():
-                slot = choices.get(ch.index)
-                if slot is None:
-                    slot = choices[ch.index] = {
-                        "role": None, "content": [], "tools": {}, "finish_reason": None,
-                    }  # fmt: skip
-                delta = ch.delta
-                if delta is not None:
-                    slot["role"] = slot["role"] or getattr(delta, "role", None)
-                    text = getattr(delta, "content", None)
-                    if text:
-                        slot["content"].append(text)
-                    for tc in getattr(delta, "tool_calls", None) or ():
-                        call = slot["tools"].setdefault(
-                            tc.index,
-                            {"id": None, "type": "function", "name": None, "arguments": []},
-                        )
-                        call["id"] = call["id"] or tc.id
-                        fn = tc.function
-                        if fn is not None:
-                            call["name"] = call["name"] or fn.name
-                            if fn.arguments:
-                                call["arguments"].append(fn.arguments)
-                if ch.finish_reason is not None:
-                    slot["finish_reason"] = ch.finish_reason
+    def add(self, chunk: Any) -> None:
+        """Fold one chunk in (see :class:`~logos_shift.providers._contract.Accumulator`)."""
+        # Fields are read from the models' __dict__: a plain dict lookup, several
+        # times cheaper than attribute access on a pydantic model.
+        d = chunk.__dict__
+        if self.id is None:
+            self.id = d.get("id")
+        if self.model is None:
+            self.model = d.get("model")
+        usage = d.get("usage")
+        if usage is not None:
+            self.usage = _chat_usage(usage)
+        for ch in d.get("choices") or ():
+            c = ch.__dict__
+            index = c.get("index")
+            slot = self.choices.get(index)
+            if slot is None:
+                slot = self.choices[index] = {
+                    "role": None, "content": [], "tools": {}, "finish_reason": None,
+                }  # fmt: skip
+            delta = c.get("delta")
+            if delta is not None:
+                dd = delta.__dict__
+                if slot["role"] is None:
+                    slot["role"] = dd.get("role")
+                text = dd.get("content")
+                if text:
+                    slot["content"].append(text)
+                calls = dd.get("tool_calls")
+                if calls:
+                    self._tools(slot["tools"], calls)
+            reason = c.get("finish_reason")
+            if reason is not None:
+                slot["finish_reason"] = reason
+
+    @staticmethod
+    def _tools(tools: dict[int, dict[str, Any]], calls: Any) -> None:
+        for tc in calls:
+            call = tools.get(tc.index)
+            if call is None:
+                call = tools[tc.index] = {
+                    "id": None, "type": "function", "name": None, "arguments": [],
+                }  # fmt: skip
+            call["id"] = call["id"] or tc.id
+            fn = tc.function
+            if fn is not None:
+                call["name"] = call["name"] or fn.name
+                if fn.arguments:
+                    call["arguments"].append(fn.arguments)
 
     def fill(self, record: dict[str, Any]) -> None:
         """Set the record's output, ids and usage."""
@@ -100,7 +114,7 @@ class ChatAccumulator:
         }
         record["served_model"] = self.model
         record["response_id"] = self.id
-        record["usage"] = None if self.usage is None else _chat_usage(self.usage)
+        record["usage"] = self.usage
 
 
 def _tool_call(tc: Any) -> Any:
@@ -178,16 +192,15 @@ class ResponsesAccumulator:
         self.started: Any = None
         self.text: list[str] = []
 
-    def feed(self, chunks: Sequence[Any]) -> None:
-        """Fold events in (see :class:`~logos_shift.providers._contract.Accumulator`)."""
-        for ev in chunks:
-            kind = getattr(ev, "type", None)
-            if kind == "response.output_text.delta":
-                self.text.append(ev.delta)
-            elif kind == "response.created":
-                self.started = ev.response
-            elif kind in _FINAL:
-                self.final = ev.response
+    def add(self, ev: Any) -> None:
+        """Fold one event in (see :class:`~logos_shift.providers._contract.Accumulator`)."""
+        kind = getattr(ev, "type", None)
+        if kind == "response.output_text.delta":
+            self.text.append(ev.delta)
+        elif kind == "response.created":
+            self.started = ev.response
+        elif kind in _FINAL:
+            self.final = ev.response
 
     def fill(self, record: dict[str, Any]) -> None:
         """Set the record's output, ids and usage."""
