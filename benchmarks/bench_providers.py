@@ -20,7 +20,8 @@ Each wrapper is taken from the class after its library patched it and the class 
 restored, so the variants do not stack and can be called side by side.  Langfuse's global
 ``Stream.__iter__`` hook is installed only during its own blocks.
 
-Scenarios: transport (in-process ``httpx2.MockTransport`` via ``http_client=``; the local
+Scenarios: transport (in-process ``httpx2.MockTransport`` via ``http_client=``, or
+``httpx.MockTransport`` with an openai 1.x/2.x that still uses httpx; the local
 ``FakeProvider`` over a socket) x mode (sync, async) x kind (non-stream; stream of 50 chunks,
 consumed to the end).  Within a scenario the variants alternate, so all see the same
 machine state:
@@ -42,6 +43,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import importlib
 import json
 import statistics
 import sys
@@ -51,7 +53,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import openai
 from openai.resources.chat.completions.completions import AsyncCompletions, Completions
 
@@ -70,6 +71,14 @@ LAT_FLUSH = 50
 CPU_BLOCK = 50
 VARIANTS = ("bare", "logos_shift", "logos_shift+routing", "otel-openai", "langfuse")
 _ORIGINAL = {cls: vars(cls)["create"] for cls in (Completions, AsyncCompletions)}
+# openai 3.x is built on httpx2, older releases on httpx: use the one the SDK's client is.
+_HTTPX: Any = importlib.import_module(
+    next(
+        c.__module__
+        for c in openai.DefaultHttpxClient.__mro__
+        if c.__module__ in ("httpx", "httpx2")
+    )
+)
 
 
 # -- the in-process transport ----------------------------------------------------
@@ -100,8 +109,8 @@ JSON_BODY, SSE_BODY = _completion(), _sse()
 
 def _handler(request: Any) -> Any:
     if b'"stream":true' in request.content or b'"stream": true' in request.content:
-        return httpx2.Response(200, content=SSE_BODY, headers={"content-type": "text/event-stream"})
-    return httpx2.Response(200, content=JSON_BODY, headers={"content-type": "application/json"})
+        return _HTTPX.Response(200, content=SSE_BODY, headers={"content-type": "text/event-stream"})
+    return _HTTPX.Response(200, content=JSON_BODY, headers={"content-type": "application/json"})
 
 
 def _client(transport: str, base_url: str, is_async: bool) -> Any:
@@ -109,10 +118,10 @@ def _client(transport: str, base_url: str, is_async: bool) -> Any:
         if is_async:
             return openai.AsyncOpenAI(api_key="k", base_url="http://bench/v1",
                                       http_client=openai.DefaultAsyncHttpxClient(
-                                          transport=httpx2.MockTransport(_handler)))  # fmt: skip
+                                          transport=_HTTPX.MockTransport(_handler)))  # fmt: skip
         return openai.OpenAI(api_key="k", base_url="http://bench/v1",
                              http_client=openai.DefaultHttpxClient(
-                                 transport=httpx2.MockTransport(_handler)))  # fmt: skip
+                                 transport=_HTTPX.MockTransport(_handler)))  # fmt: skip
     cls: Any = openai.AsyncOpenAI if is_async else openai.OpenAI
     return cls(api_key="k", base_url=base_url, max_retries=0)
 
