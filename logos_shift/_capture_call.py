@@ -226,7 +226,9 @@ class _BodyCapture:
 
     def _fill(self, rec: dict[str, Any]) -> None:
         if self.parsed:
-            fill_from_response(next(iter(self.parsed.values())), rec, self.target)
+            first = next(iter(self.parsed.values()))
+            if not hasattr(first, "_iterator"):  # a Stream the caller read itself: no output
+                fill_from_response(first, rec, self.target)
             return
         http = self.http
         content = getattr(http, "_content", None)  # set once the body was read

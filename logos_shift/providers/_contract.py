@@ -50,9 +50,10 @@ class LazyOutput(MutableMapping[str, Any]):
 
     The response is kept by reference, not copied: SDK responses are pydantic
     models that neither the SDK nor, in practice, the application modifies
-    after they are returned, and the record is serialised within about a
-    second.  An application that mutates a response in place right after the
-    call may see the mutation in the record.
+    after they are returned, and the record is serialised within the flush
+    interval (2 s by default).  An application that mutates a response in
+    place before then may see the mutation in the record.  Copying it on the
+    caller's thread instead would cost a ``model_dump`` per call there.
 
     A builder that fails (a provider bug, an SDK shape we do not know) never
     loses the record: the output falls back to the serialiser's generic view

@@ -213,3 +213,17 @@ def test_async_streaming_response_parse(fake_provider: FakeProvider) -> None:
     parsed, calls = asyncio.run(go())
     assert len(calls) == 1
     assert calls[0]["output"] == build_chat(parsed)
+
+
+def test_streaming_response_of_a_stream_parsed_by_the_caller(fake_provider: FakeProvider) -> None:
+    """stream=True under with_streaming_response: the caller's own Stream is left alone."""
+    with capture_records() as cap, _oa(fake_provider) as c:
+        with c.chat.completions.with_streaming_response.create(
+            model=OA_MODEL, messages=MSGS, stream=True
+        ) as resp:
+            texts = [ch.choices[0].delta.content for ch in resp.parse() if ch.choices]
+        calls = cap.calls
+    assert "".join(t for t in texts if t).startswith("Echo: ")
+    assert len(calls) == 1
+    assert calls[0]["output"] is None
+    assert calls[0]["error"] is None
