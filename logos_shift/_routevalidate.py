@@ -16,7 +16,7 @@ from typing import Any
 from . import _routeconfig as rc
 
 #: Route names end up in URLs (``PUT /v1/routes/{route}``) and file names.
-_ROUTE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}$")
+_ROUTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}")
 _MAX_NAME = 200
 
 
@@ -138,7 +138,7 @@ class Validator:
         return self.obj(value, self._p(path, key)) or {}
 
     def route(self, name: object, raw: object) -> rc.RouteConfig | None:
-        if not isinstance(name, str) or not _ROUTE_NAME.match(name):
+        if not isinstance(name, str) or not _ROUTE_NAME.fullmatch(name):
             self.err(
                 f"routes.{name}",
                 "route name must be 1-128 characters of letters, digits and _.:@+- "

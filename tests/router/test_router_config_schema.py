@@ -149,6 +149,10 @@ def test_empty_config_has_no_routes() -> None:
             "routes.a b: route name must be 1-128 characters of letters, digits and _.:@+- "
             "starting with a letter or digit"
         ]),
+        ({"routes": {"ok\n": {}}}, [
+            "routes.ok\n: route name must be 1-128 characters of letters, digits and _.:@+- "
+            "starting with a letter or digit"
+        ]),
         ({"routes": {"x": 3}}, ["routes.x: expected object, got number"]),
     ],
 )  # fmt: skip
