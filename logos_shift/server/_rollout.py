@@ -8,9 +8,10 @@ failed: the route never left control).
 :func:`evaluate` is called on every new batch of evidence.  It rolls back as
 soon as an always-valid bound shows harm (feedback success worse than control by
 more than ``margin``; error rate, p95 latency or cost per call beyond limits),
-pauses on a sample-ratio mismatch, advances a stage when both arms have
-``min_per_arm`` feedback samples *in this stage*, ``min_stage_s`` has passed and
-nothing is breached, and promotes to 100 % only on non-inferiority
+pauses on a sample-ratio mismatch (counted in distinct assignment units when
+the evidence has them: units, not calls, are what the router assigns), advances
+a stage when both arms have ``min_per_arm`` feedback samples *in this stage*,
+``min_stage_s`` has passed and nothing is breached, and promotes to 100 % only on non-inferiority
 (``lower bound of p_variant - p_control > -margin``).  Harm tests split ``alpha``
 across the four guardrails (Bonferroni); the promotion test uses all of it.
 
@@ -323,13 +324,25 @@ def evaluate(state: RolloutState, policy: Policy, evidence: Evidence, now: float
     stage_v_calls = evidence.variant.calls - base.variant_calls
     stage_c_calls = evidence.control.calls - base.control_calls
     share = pct / (pct + max(0.0, 1.0 - pct - policy.holdout_pct))
-    srm_v, srm_c = evidence.stage_calls or (stage_v_calls, stage_c_calls)
+    # The SRM test needs independent draws: distinct units (plus unit-less calls)
+    # when the evidence has them, else calls.
+    counted = "units" if evidence.stage_units is not None else "calls"
+    srm_v, srm_c = evidence.stage_units or evidence.stage_calls or (stage_v_calls, stage_c_calls)
     srm_p = _seqstats.srm_p_value(srm_v, srm_c, share)
     elapsed = now - state.since
     numbers["stage"].update(
         {"variant_feedback": stage_v_fb, "control_feedback": stage_c_fb, "elapsed_s": elapsed}
     )
     numbers["srm_p"] = round(srm_p, 6)
+    numbers["srm"] = {
+        "counted": counted,
+        "variant": srm_v,
+        "control": srm_c,
+        "expected_variant_share": round(share, 6),
+    }
+    if evidence.stage_calls is not None:
+        numbers["srm"]["calls"] = {"variant": evidence.stage_calls[0],
+                                   "control": evidence.stage_calls[1]}  # fmt: skip
     waits: list[str] = []
     if min(stage_v_fb, stage_c_fb) < policy.min_per_arm:
         waits.append(
@@ -342,7 +355,7 @@ def evaluate(state: RolloutState, policy: Policy, evidence: Evidence, now: float
     # peeks do not inflate its false-alarm rate.
     if not waits and srm_p < policy.srm_p_min:
         reason = (
-            f"sample-ratio mismatch: {srm_v} variant vs {srm_c} control calls "
+            f"sample-ratio mismatch: {srm_v} variant vs {srm_c} control {counted} "
             f"for a {share:.1%} share (p={srm_p:.2g} < {policy.srm_p_min:g})"
         )
         new = _to(state, now, status=Status.PAUSED, paused_from=Status.CANARY, reason=reason)

@@ -287,6 +287,8 @@ class RolloutService:
             # Clients follow a new stage at their next config refresh: the calls
             # made before that are left out of the sample-ratio check.
             stage_from=row.state.since + row.policy.srm_grace_s,
+            # The SRM check counts what the router assigns: distinct units.
+            unit_key=str((route.get("assignment") or {}).get("unit") or "user_id"),
         )
 
     def evaluate(self, project_id: int, route: str) -> _rollout.Decision:

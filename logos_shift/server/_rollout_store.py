@@ -9,10 +9,12 @@ the inputs a rolled-back model failed on, for the next dataset.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 from . import _prices
 from ._dataset_builder import prompt_hash
@@ -33,6 +35,8 @@ __all__ = [
     "load",
     "save",
 ]
+
+logger = logging.getLogger("logos_shift.server.rollout")
 
 metadata = sa.MetaData()
 
@@ -227,6 +231,7 @@ def evidence(
     variant: str,
     since: float,
     stage_from: float | None = None,
+    unit_key: str | None = "user_id",
 ) -> Evidence:
     """Aggregate the two arms of a route from stored calls and their feedback.
 
@@ -242,12 +247,43 @@ def evidence(
         variant: the variant's name.
         since: only calls at or after this time (the canary's start).
         stage_from: also count each arm's calls made at or after this time
-            (``Evidence.stage_calls``, for the sample-ratio check).
+            (``Evidence.stage_calls``), and its distinct units plus unit-less
+            calls (``Evidence.stage_units``), for the sample-ratio check.
+        unit_key: the route's ``assignment.unit`` metadata key (None: count
+            calls only).
 
     Returns:
         The evidence.
     """
     table = _prices.effective_table(db, project_id)
+    unit = _unit_expr(db, unit_key) if stage_from is not None else None
+    try:
+        return _scan(db, table, project_id, route, control, variant, since, stage_from, unit)
+    except sa.exc.DBAPIError:
+        if unit is None:
+            raise
+        # A record the database's JSON parser refuses must not stop the guardrails:
+        # the sample-ratio check falls back to counting calls.
+        logger.warning("route %s: units unreadable, SRM check counts calls", route, exc_info=True)
+        return _scan(db, table, project_id, route, control, variant, since, stage_from, None)
+
+
+def _scan(
+    db: Database,
+    table: dict[str, tuple[float, float]],
+    project_id: int,
+    route: str,
+    control: str,
+    variant: str,
+    since: float,
+    stage_from: float | None,
+    unit: sa.ColumnElement[Any] | None,
+) -> Evidence:
+    unit_col = (
+        sa.null()
+        if unit is None or stage_from is None
+        else sa.case((calls.c.ts >= stage_from, unit), else_=sa.null())
+    )
     query = sa.select(
         calls.c.variant,
         calls.c.ts,
@@ -258,6 +294,7 @@ def evidence(
         calls.c.output_tokens,
         sa.func.coalesce(calls.c.served_model, calls.c.requested_model).label("model"),
         calls.c.outcome,
+        unit_col.label("unit"),
     ).where(
         calls.c.project_id == project_id,
         calls.c.route == route,
@@ -266,16 +303,47 @@ def evidence(
     )
     acc = {control: _Acc(), variant: _Acc()}
     in_stage = {control: 0, variant: 0}
+    # Per arm: distinct units, and calls without one (each its own random draw).
+    units: dict[str, set[str]] = {control: set(), variant: set()}
+    unitless = {control: 0, variant: 0}
     with db.read() as conn:
         for r in conn.execute(query):
-            acc[str(r.variant)].add(r, table)
+            arm = str(r.variant)
+            acc[arm].add(r, table)
             if stage_from is not None and r.ts >= stage_from:
-                in_stage[str(r.variant)] += 1
+                in_stage[arm] += 1
+                if r.unit is None or r.unit == "":
+                    unitless[arm] += 1
+                else:
+                    units[arm].add(str(r.unit))
     return Evidence(
         control=acc[control].stats(),
         variant=acc[variant].stats(),
         stage_calls=None if stage_from is None else (in_stage[variant], in_stage[control]),
+        stage_units=None
+        if stage_from is None or unit is None
+        else (len(units[variant]) + unitless[variant], len(units[control]) + unitless[control]),
     )
+
+
+def _unit_expr(db: Database, key: str | None) -> sa.ColumnElement[Any] | None:
+    """Return the SQL expression reading ``record.metadata[key]`` as text, or None.
+
+    A per-database JSON expression rather than a ``unit`` column filled at
+    ingest: the unit key is a route setting (``assignment.unit``) that ingest
+    does not know and an admin may change, and the record is already stored.
+    It is evaluated only for the calls of the current stage after the grace
+    period (a ``CASE`` on ``ts``), on a scan this function makes anyway; the
+    per-route index bounds the rows read.
+    """
+    if not key:
+        return None
+    if db.dialect == "postgresql":
+        doc = sa.cast(calls.c.record, postgresql.JSON)
+        return sa.func.json_extract_path_text(doc, "metadata", key)
+    if '"' in key:  # not expressible as a quoted SQLite JSON path label
+        return None
+    return sa.func.json_extract(calls.c.record, f'$.metadata."{key}"')
 
 
 class _Acc:

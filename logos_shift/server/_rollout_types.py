@@ -185,11 +185,19 @@ class Evidence:
         stage_calls: ``(variant, control)`` calls made since the current stage
             began plus the policy's ``srm_grace_s``, for the sample-ratio check;
             None: the stage's calls counted from its baseline instead.
+        stage_units: ``(variant, control)`` independently assigned draws in the
+            same window: distinct assignment units (the route's ``assignment.unit``
+            metadata value) plus the calls that carry no unit (those are assigned
+            at random per call).  When given, the sample-ratio check uses it
+            instead of ``stage_calls``: units, not calls, are what the router
+            assigns, and a few heavy users make call counts vary far more than
+            the binomial test assumes.
     """
 
     control: ArmStats = field(default_factory=ArmStats)
     variant: ArmStats = field(default_factory=ArmStats)
     stage_calls: tuple[int, int] | None = None
+    stage_units: tuple[int, int] | None = None
 
     def baseline(self) -> Baseline:
         """Return the counts a new stage starts from."""

@@ -257,3 +257,34 @@ def test_srm_uses_the_calls_after_the_grace_period_when_given() -> None:
     with pytest.raises(ValueError, match="srm_grace_s"):
         Policy(srm_grace_s=-1)
     assert Policy.from_json({"srm_grace_s": 30}).srm_grace_s == 30
+
+
+def test_srm_counts_units_when_the_evidence_has_them() -> None:
+    """Evidence.stage_units (distinct units) replaces call counts in the SRM check."""
+    pol = Policy(stages=(0.1, 0.5, 1.0), min_per_arm=10, min_stage_s=0)
+    st = _rollout.on_training_finished(_rollout.start("r", "base", 0.0, pol), True, "ft", 0.0, pol)
+    arms = {
+        "control": ArmStats(calls=180, feedback=180, successes=160),
+        "variant": ArmStats(calls=418, feedback=418, successes=370),
+    }
+    # Two heavy users: 418 variant calls vs 180 control calls, but 20 vs 180 users.
+    heavy = Evidence(**arms, stage_calls=(418, 180), stage_units=(20, 180))
+    d = _rollout.evaluate(st.state, pol, heavy, 10.0)
+    assert d.action == "advance", d.reasons
+    assert d.numbers["srm"] == {
+        "counted": "units",
+        "variant": 20,
+        "control": 180,
+        "expected_variant_share": 0.1,
+        "calls": {"variant": 418, "control": 180},
+    }
+    # The same calls without units: the call counts decide, and they mismatch.
+    by_calls = _rollout.evaluate(st.state, pol, Evidence(**arms, stage_calls=(418, 180)), 10.0)
+    assert by_calls.action == "pause"
+    assert "418 variant vs 180 control calls" in by_calls.reasons[0]
+    # A real mismatch in users (3x the variant's share) pauses, whatever the calls say.
+    skewed = Evidence(**arms, stage_calls=(60, 540), stage_units=(60, 140))
+    d = _rollout.evaluate(st.state, pol, skewed, 10.0)
+    assert d.action == "pause"
+    assert "60 variant vs 140 control units" in d.reasons[0]
+    assert d.numbers["srm"]["counted"] == "units"
