@@ -283,6 +283,17 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                     f"  {arm:<8} calls {a['calls']:>6}  errors {a['errors']:>5}  "
                     f"feedback {a['feedback']:>6}  success {rate}"
                 )
+            window = data.get("srm_window") or {}
+            units, calls = window.get("units"), window.get("calls")
+            counted: dict[str, int] | None = units or calls
+            if counted:
+                also = ""
+                if units and calls:
+                    also = f" ({calls['variant']} / {calls['control']} calls)"
+                _out(
+                    f"  sample-ratio check (this stage): {counted['variant']} variant / "
+                    f"{counted['control']} control {'units' if units else 'calls'}{also}"
+                )
             kept = (data.get("info") or {}).get("kept_failures")
             if kept:
                 _out(

@@ -385,6 +385,13 @@ class RolloutService:
                 }
                 for arm, a in (("control", ev.control), ("variant", ev.variant))
             },
+            # What the sample-ratio check counts in the current stage (after the
+            # grace period): distinct units plus unit-less calls, and the calls.
+            "srm_window": {
+                "since": row.state.since + row.policy.srm_grace_s,
+                "units": _pair(ev.stage_units),
+                "calls": _pair(ev.stage_calls),
+            },
             "events": _rollout_store.list_events(self.db, project_id, route),
         }
 
@@ -603,3 +610,7 @@ class RolloutService:
         self.wait_idle(timeout)
         if self._evaluator is not None:
             self._evaluator.join(timeout)
+
+
+def _pair(counts: tuple[int, int] | None) -> dict[str, int] | None:
+    return None if counts is None else {"variant": counts[0], "control": counts[1]}

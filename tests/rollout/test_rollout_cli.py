@@ -76,6 +76,7 @@ def test_rollout_commands(
     assert main(["rollout", "status", "support", *_args(server)]) == 0
     out = capsys.readouterr().out
     assert "route support: canary, 1% on ft:m:fake:support" in out
+    assert "sample-ratio check (this stage): 0 variant / 0 control units (0 / 0 calls)" in out
     assert "control" in out
     assert main(["rollout", "pause", "support", *_args(server)]) == 0
     assert "now paused" in capsys.readouterr().out

@@ -79,6 +79,9 @@ def test_heavy_users_on_the_variant_do_not_pause(
     assert (srm["counted"], srm["variant"], srm["control"]) == ("units", 20, 180)
     assert srm["calls"] == {"variant": 418, "control": 180}
     assert d["numbers"]["srm_p"] > 0.5
+    # The next stage's check starts afresh: nothing counted before it began.
+    window = server.get("/v1/routes/support/rollout").json()["srm_window"]
+    assert window["units"] == window["calls"] == {"variant": 0, "control": 0}
     assert server.get("/v1/routes/support").json()["rollout"]["variant_pct"] == 0.5
 
 
@@ -94,6 +97,9 @@ def test_variant_with_three_times_its_share_of_users_pauses(
     recs += _user_calls("control", c_users, [4] * 120 + [3] * 20)
     server.ingest(recs)
     assert _seqstats.srm_p_value(60, 540, 0.1) == 1.0
+    window = server.get("/v1/routes/support/rollout").json()["srm_window"]
+    assert window["units"] == {"variant": 60, "control": 140}
+    assert window["calls"] == {"variant": 60, "control": 540}
     d = server.post("/v1/routes/support/rollout/evaluate").json()
     assert d["action"] == "pause", d
     assert d["reasons"][0].startswith("sample-ratio mismatch: 60 variant vs 140 control units")
