@@ -334,7 +334,12 @@ def _unit_expr(db: Database, key: str | None) -> sa.ColumnElement[Any] | None:
     does not know and an admin may change, and the record is already stored.
     It is evaluated only for the calls of the current stage after the grace
     period (a ``CASE`` on ``ts``), on a scan this function makes anyway; the
-    per-route index bounds the rows read.
+    per-route index bounds the rows read.  Cost measured for 50,000 stage calls
+    of ~3.4 KB records: the evidence read goes from 0.40 to 0.59 s on SQLite and
+    from 0.39 to 1.14 s on PostgreSQL (the ``json`` cast parses whole records;
+    ``json`` rather than ``jsonb``: cheaper to build, and it accepts escaped NULs).
+    A nullable ``unit`` column filled at ingest is the step to take if stages
+    grow much larger.
     """
     if not key:
         return None
