@@ -169,28 +169,7 @@ class _Call:
             _records.submit(rec, self.size)
             return
         body = _BodyCapture(rec, self.size, self.target, result)
-        if self.target.is_async:
-            aoriginal = original
-
-            async def aclose() -> None:
-                try:
-                    pending = aoriginal()
-                    if pending is not None:
-                        await pending
-                finally:
-                    body.finish()
-
-            result.close = aclose
-        else:
-            soriginal = original
-
-            def close() -> None:
-                try:
-                    soriginal()
-                finally:
-                    body.finish()
-
-            result.close = close
+        result.close = _streamwrap.close_then(original, body.finish, self.target.is_async)
         weakref.finalize(result, body.finish)
         _set_id(result, rec["id"])
 

@@ -208,32 +208,8 @@ def instrument(stream: Any, cap: StreamCapture, is_async: bool) -> None:
     original_close = _caller(stream, "close")
     if original_close is None:
         raise TypeError(f"{type(stream).__name__} has no close()")  # left untouched
-    wrapped_iter: Any
-    close: Callable[[], Any]
-    if is_async:
-        wrapped_iter = _async_gen(inner, cap)
-        aoriginal = original_close
-
-        async def aclose() -> None:
-            try:
-                pending = aoriginal()
-                if pending is not None:
-                    await pending
-            finally:
-                cap.finish("partial")
-
-        close = aclose
-    else:
-        wrapped_iter = _sync_gen(inner, cap)
-        soriginal = original_close
-
-        def sclose() -> None:
-            try:
-                soriginal()
-            finally:
-                cap.finish("partial")
-
-        close = sclose
+    wrapped_iter = _async_gen(inner, cap) if is_async else _sync_gen(inner, cap)
+    close = close_then(original_close, lambda: cap.finish("partial"), is_async)
     response = getattr(stream, "response", None)
     response_close = _response_hook(response, cap, is_async)
     weakref.finalize(stream, _on_gc, cap)
@@ -251,27 +227,47 @@ def _response_hook(response: Any, cap: StreamCapture, is_async: bool) -> Any:
     original = _caller(response, name)
     if original is None:
         return None
+
+    def after() -> None:
+        if not cap.active:
+            cap.finish("partial")
+
+    return close_then(original, after, is_async)
+
+
+def close_then(
+    original: Callable[[], Any], after: Callable[[], None], is_async: bool
+) -> Callable[[], Any]:
+    """A replacement ``close()`` / ``aclose()``: ``original`` first, then ``after``.
+
+    ``after`` runs even when ``original`` raises; the exception still reaches
+    the caller.  Neither closure refers to the object being closed (use
+    :func:`_caller` for ``original``), so no reference cycle is made.
+
+    Args:
+        original: the object's own close (an awaitable-returning one when ``is_async``).
+        after: what to do once it has run (finish the record).
+        is_async: build an ``async def aclose()``.
+
+    Returns:
+        The function to install in place of the object's close.
+    """
     if is_async:
-        aoriginal = original
 
         async def aclose() -> None:
             try:
-                pending = aoriginal()
+                pending = original()
                 if pending is not None:
                     await pending
             finally:
-                if not cap.active:
-                    cap.finish("partial")
+                after()
 
         return aclose
 
-    soriginal = original
-
     def close() -> None:
         try:
-            soriginal()
+            original()
         finally:
-            if not cap.active:
-                cap.finish("partial")
+            after()
 
     return close
