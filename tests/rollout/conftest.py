@@ -86,6 +86,33 @@ def feedback(target: str, outcome: str) -> dict[str, Any]:
     }
 
 
+def seed_dataset(server: Server, n: int = 40) -> None:
+    """Ingest ``n`` chat calls of dataset ``support``, each with success feedback."""
+    calls = [call(f"question {i}", f"Echo: question {i}") for i in range(n)]
+    server.ingest(calls + [feedback(c["id"], "success") for c in calls])
+
+
+def start_finetune(server: Server, fp: Any, policy: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """Start a fine-tune of ``support`` on the fake backend; wait until the service is idle.
+
+    Returns:
+        The ``POST /v1/finetune`` answer (asserted to be 202).
+    """
+    fp.finetune_schedule(seconds_per_phase=0)
+    body = {
+        "dataset": "support",
+        "base_model": "gpt-4o-mini",
+        "backend_url": fp.openai_base_url,
+        "backend_api_key": "k",
+        "policy": policy,
+        **extra,
+    }
+    r = server.post("/v1/finetune", body)
+    assert r.status_code == 202, r.text
+    assert server.service.wait_idle(30)
+    return dict(r.json())
+
+
 # Read at import: the suite's autouse fixture strips LOGOS_SHIFT_* variables.
 POSTGRES_URL = os.environ.get("LOGOS_SHIFT_TEST_POSTGRES_URL")
 

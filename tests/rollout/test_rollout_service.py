@@ -7,32 +7,15 @@ import socket
 import time
 from typing import Any
 
-from conftest import Server, call, feedback
+from conftest import Server, call, feedback, seed_dataset, start_finetune
 
 from logos_shift.testing import FakeProvider
 
 POLICY = {"stages": [0.1, 0.5, 1.0], "min_per_arm": 20, "min_stage_s": 0, "margin": 0.1}
 
 
-def _seed_dataset(server: Server, n: int = 40) -> None:
-    calls = [call(f"question {i}", f"Echo: question {i}") for i in range(n)]
-    server.ingest(calls + [feedback(c["id"], "success") for c in calls])
-
-
 def _start(server: Server, fp: FakeProvider, **extra: Any) -> dict[str, Any]:
-    fp.finetune_schedule(seconds_per_phase=0)
-    body = {
-        "dataset": "support",
-        "base_model": "gpt-4o-mini",
-        "backend_url": fp.openai_base_url,
-        "backend_api_key": "k",
-        "policy": POLICY,
-        **extra,
-    }
-    r = server.post("/v1/finetune", body)
-    assert r.status_code == 202, r.text
-    assert server.service.wait_idle(30)
-    return dict(r.json())
+    return start_finetune(server, fp, extra.pop("policy", POLICY), **extra)
 
 
 def _traffic(
@@ -61,7 +44,7 @@ def test_finetune_starts_canary_and_serves_config(
     server: Server, fake_provider: FakeProvider
 ) -> None:
     """A successful job creates the route's variant at the first stage and lists every event."""
-    _seed_dataset(server)
+    seed_dataset(server)
     started = _start(server, fake_provider)
     assert started["dataset"]["train"] >= 10
     status = server.get("/v1/routes/support/rollout").json()
@@ -80,7 +63,7 @@ def test_finetune_starts_canary_and_serves_config(
 
 def test_rollout_advances_and_promotes(server: Server, fake_provider: FakeProvider) -> None:
     """Equal-quality evidence advances stage by stage and promotion sets the variant to 100 %."""
-    _seed_dataset(server)
+    seed_dataset(server)
     _start(server, fake_provider)
     variant = _config_route(server)["variants"][0]["name"]
     assert server.post("/v1/routes/support/rollout/evaluate").json()["action"] == "hold"
@@ -99,7 +82,7 @@ def test_bad_variant_rolls_back_and_notifies(
     server: Server, fake_provider: FakeProvider, webhook: Any
 ) -> None:
     """A much worse variant is rolled back: config share 0, buckets re-drawn, webhook retried."""
-    _seed_dataset(server)
+    seed_dataset(server)
     _start(server, fake_provider, webhook_url=webhook.url)
     route = _config_route(server)
     _traffic(server, route["variants"][0]["name"], 200, 0.4, n_control=1800)
@@ -118,7 +101,7 @@ def test_bad_variant_rolls_back_and_notifies(
 
 def test_manual_actions_over_http(server: Server, fake_provider: FakeProvider) -> None:
     """pause / resume / promote / rollback apply; an inapplicable action is a 409."""
-    _seed_dataset(server)
+    seed_dataset(server)
     _start(server, fake_provider)
     assert server.post("/v1/routes/support/rollout/pause").json()["state"]["status"] == "paused"
     assert server.post("/v1/routes/support/rollout/evaluate").json()["action"] == "hold"
@@ -138,7 +121,7 @@ def test_small_dataset_is_rejected_without_a_job(
     server: Server, fake_provider: FakeProvider
 ) -> None:
     """Too few examples gives a 422 naming the counts; no file or job reaches the provider."""
-    _seed_dataset(server, n=5)
+    seed_dataset(server, n=5)
     r = server.post(
         "/v1/finetune",
         {"dataset": "support", "base_model": "m", "backend_url": fake_provider.openai_base_url},
@@ -152,7 +135,7 @@ def test_small_dataset_is_rejected_without_a_job(
 
 def test_unreachable_backend_leaves_route_on_control(server: Server) -> None:
     """A backend nobody listens on gives a 502 saying why; the route gets no variant."""
-    _seed_dataset(server)
+    seed_dataset(server)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -175,7 +158,7 @@ def test_unreachable_backend_leaves_route_on_control(server: Server) -> None:
 
 def test_failed_job_leaves_route_on_control(server: Server, fake_provider: FakeProvider) -> None:
     """A job the provider fails ends 'failed' with its error; no route is changed."""
-    _seed_dataset(server)
+    seed_dataset(server)
     fake_provider.finetune_schedule(
         seconds_per_phase=0, outcome="failed", error={"code": "oom", "message": "out of memory"}
     )
@@ -195,7 +178,7 @@ def test_second_finetune_while_active_conflicts(
     server: Server, fake_provider: FakeProvider
 ) -> None:
     """Starting a fine-tune on a route whose rollout is in progress is a 409."""
-    _seed_dataset(server)
+    seed_dataset(server)
     _start(server, fake_provider)
     r = server.post(
         "/v1/finetune",
@@ -206,7 +189,7 @@ def test_second_finetune_while_active_conflicts(
 
 def test_offline_eval_gates_the_canary(server: Server, fake_provider: FakeProvider) -> None:
     """With offline_eval on, the fine-tuned model answers the test split and the judge gates it."""
-    _seed_dataset(server, n=80)
+    seed_dataset(server, n=80)
     _start(server, fake_provider, policy={**POLICY, "offline_eval": True, "offline_eval_gate": 0.9})
     status = server.get("/v1/routes/support/rollout").json()
     actions = [e["action"] for e in status["events"]]
@@ -217,7 +200,7 @@ def test_offline_eval_gates_the_canary(server: Server, fake_provider: FakeProvid
 
 def test_fallbacks_count_as_variant_errors(server: Server, fake_provider: FakeProvider) -> None:
     """Variant calls that fell back are variant errors; their feedback is not credited to it."""
-    _seed_dataset(server)
+    seed_dataset(server)
     _start(server, fake_provider)
     variant = _config_route(server)["variants"][0]["name"]
     recs = []
@@ -239,7 +222,7 @@ def test_router_follows_stages_and_rollback(server: Server, fake_provider: FakeP
     """A client router sends each stage's share of users to the variant and none after rollback."""
     from logos_shift._router import Router
 
-    _seed_dataset(server)
+    seed_dataset(server)
     _start(server, fake_provider)
     router = Router(server_url=server.url, api_key=server.ingest_key, refresh_seconds=3600)
     try:
@@ -260,7 +243,7 @@ def test_router_follows_stages_and_rollback(server: Server, fake_provider: FakeP
 
 def test_job_timeout_leaves_route_on_control(server: Server, fake_provider: FakeProvider) -> None:
     """A job that outlives the service's deadline is cancelled and the rollout fails saying so."""
-    _seed_dataset(server)
+    seed_dataset(server)
     server.service.job_timeout_s = 0.3
     fake_provider.finetune_schedule(retrieves_per_phase=10_000)
     body = {"dataset": "support", "base_model": "m", "backend_url": fake_provider.openai_base_url}
@@ -274,7 +257,7 @@ def test_job_timeout_leaves_route_on_control(server: Server, fake_provider: Fake
 
 def test_nudge_evaluates_in_background(server: Server, fake_provider: FakeProvider) -> None:
     """After a nudge the background evaluator applies the decision without an explicit call."""
-    _seed_dataset(server)
+    seed_dataset(server)
     _start(server, fake_provider)
     variant = _config_route(server)["variants"][0]["name"]
     _traffic(server, variant, 200, 0.3, n_control=1800)
@@ -313,7 +296,7 @@ def test_rolled_back_failures_are_kept_for_the_next_dataset(
     file holds control's answers to those inputs twice, never the variant's bad ones,
     and the response says which failed inputs still lack a good answer.
     """
-    _seed_dataset(server)
+    seed_dataset(server)
     _start(server, fake_provider)
     variant = _config_route(server)["variants"][0]["name"]
     recs: list[dict[str, Any]] = []
@@ -394,7 +377,7 @@ def test_backend_that_never_answers_leaves_route_on_control(server: Server) -> N
     """A backend that accepts connections but never answers times out: 502 saying so."""
     from logos_shift.server import _finetune
 
-    _seed_dataset(server)
+    seed_dataset(server)
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)  # connections complete in the backlog; nothing ever reads or answers

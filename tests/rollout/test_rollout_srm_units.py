@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from conftest import Server, call, feedback
+from conftest import Server, call, feedback, seed_dataset, start_finetune
 
 from logos_shift.server import _seqstats
 from logos_shift.testing import FakeProvider
@@ -27,19 +27,8 @@ POLICY = {
 
 def _start(server: Server, fp: FakeProvider) -> str:
     """Seed a dataset, fine-tune on the fake backend, return the variant's arm name."""
-    seed = [call(f"question {i}", f"Echo: question {i}") for i in range(40)]
-    server.ingest(seed + [feedback(c["id"], "success") for c in seed])
-    fp.finetune_schedule(seconds_per_phase=0)
-    body = {
-        "dataset": "support",
-        "base_model": "gpt-4o-mini",
-        "backend_url": fp.openai_base_url,
-        "backend_api_key": "k",
-        "policy": POLICY,
-    }
-    r = server.post("/v1/finetune", body)
-    assert r.status_code == 202, r.text
-    assert server.service.wait_idle(30)
+    seed_dataset(server)
+    start_finetune(server, fp, POLICY)
     route = server.get("/v1/routes/support").json()
     assert route["rollout"]["variant_pct"] == 0.1
     return str(route["variants"][0]["name"])
