@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 
 import openai
+from _util import percentile
 from openai.resources.chat.completions.completions import AsyncCompletions, Completions
 
 import logos_shift
@@ -338,18 +339,13 @@ async def _run_async(variants: list[Variant], client: Any, stream: bool, n: int)
             await cpu_block(v, fn, per_block, True)
 
 
-def _pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))]
-
-
 def _rows(scenario: str, variants: list[Variant]) -> list[str]:
     bare = variants[0]
-    b50, b99 = statistics.median(bare.lat) * 1e6, _pct(bare.lat, 0.99) * 1e6
+    b50, b99 = statistics.median(bare.lat) * 1e6, percentile(bare.lat, 99) * 1e6
     bcpu = bare.cpu / bare.cpu_calls * 1e6
     rows = [f"| {scenario} | bare | {b50:.0f} | - | {b99:.0f} | - | {bcpu:.0f} | - |"]
     for v in variants[1:]:
-        p50, p99 = statistics.median(v.lat) * 1e6, _pct(v.lat, 0.99) * 1e6
+        p50, p99 = statistics.median(v.lat) * 1e6, percentile(v.lat, 99) * 1e6
         cpu = v.cpu / v.cpu_calls * 1e6
         rows.append(f"| {scenario} | {v.name} | {p50:.0f} | {p50 - b50:+.1f} "
                     f"({100.0 * (p50 - b50) / b50:+.1f} %) | {p99:.0f} | {p99 - b99:+.0f} | "
