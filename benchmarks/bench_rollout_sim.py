@@ -1,6 +1,6 @@
 """Rollout simulation: decision rates and feedback samples to a decision per scenario.
 
-Runs the real rollout engine (``logos_shift.server._rollout``) on simulated
+Runs the real rollout engine (``logos_shift.server.rollout.engine``) on simulated
 hourly batches of 1,000 feedback events split by the stage's share, with the
 default policy (margin 5 points, alpha 0.05, N* 1000, 100 feedback per arm per
 stage, one hour per stage at least).
@@ -16,8 +16,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from logos_shift.server._rollout_sim import simulate
-from logos_shift.server._rollout_types import Policy
+from logos_shift.server.rollout.simulate import simulate
+from logos_shift.server.rollout.types import Policy
 
 SCENARIOS = [
     ("10 points worse", 0.85, 0.75, {}),

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 
 from logos_shift._records import format_ts
 from logos_shift.server import Database, create_key
-from logos_shift.server._migrations import migrate
+from logos_shift.server.store.migrations import migrate
 
 BATCH = 500
 SENDERS = 4

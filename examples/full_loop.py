@@ -25,9 +25,9 @@ import openai
 import logos_shift
 from logos_shift.cli import main as cli
 from logos_shift.server import create_app, create_key
-from logos_shift.server._rollout_api import install
-from logos_shift.server._rollout_service import RolloutService
 from logos_shift.server._serve import serve_in_thread
+from logos_shift.server.api.rollout import install
+from logos_shift.server.rollout.service import RolloutService
 from logos_shift.testing import FakeProvider
 
 POLICY = {"min_per_arm": 10, "min_stage_s": 0, "margin": 0.10}

@@ -55,7 +55,7 @@ def test_testing_example_runs(tmp_path: Path) -> None:
 
 def test_rollout_policy_table_lists_every_key() -> None:
     """Every rollout policy key is in the README's policy table with its default."""
-    from logos_shift.server._rollout_types import Policy
+    from logos_shift.server.rollout.types import Policy
 
     defaults = Policy().to_json()
     for field in dataclasses.fields(Policy):

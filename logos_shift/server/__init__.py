@@ -18,13 +18,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._app import Limits as Limits
-    from ._app import create_app as create_app
-    from ._db import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL
-    from ._db import Database as Database
-    from ._finetune import FineTuneBackend as FineTuneBackend
-    from ._keys import create_key as create_key
-    from ._rollout_service import RolloutService as RolloutService
     from ._serve import (
         RunningServer as RunningServer,
     )
@@ -34,16 +27,23 @@ if TYPE_CHECKING:
     from ._serve import (
         serve_in_thread as serve_in_thread,
     )
+    from .app import create_app as create_app
+    from .deps import Limits as Limits
+    from .finetune.backend import FineTuneBackend as FineTuneBackend
+    from .rollout.service import RolloutService as RolloutService
+    from .store.db import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL
+    from .store.db import Database as Database
+    from .store.keys import create_key as create_key
 
 _EXPORTS = {
-    "DEFAULT_DATABASE_URL": "._db",
-    "Database": "._db",
-    "FineTuneBackend": "._finetune",
-    "Limits": "._app",
-    "RolloutService": "._rollout_service",
+    "DEFAULT_DATABASE_URL": ".store.db",
+    "Database": ".store.db",
+    "FineTuneBackend": ".finetune.backend",
+    "Limits": ".deps",
+    "RolloutService": ".rollout.service",
     "RunningServer": "._serve",
-    "create_app": "._app",
-    "create_key": "._keys",
+    "create_app": ".app",
+    "create_key": ".store.keys",
     "run": "._serve",
     "serve_in_thread": "._serve",
 }

@@ -6,9 +6,9 @@ import argparse
 import sys
 from datetime import datetime, timezone
 
-from ._db import Database
-from ._keys import create_key, list_keys, revoke_key
-from ._migrations import LATEST, current_version, migrate
+from .store.db import Database
+from .store.keys import create_key, list_keys, revoke_key
+from .store.migrations import LATEST, current_version, migrate
 
 
 def _open(url: str) -> Database:

@@ -37,7 +37,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _when(text: str) -> float:
     """Parse ``--since`` / ``--until``: Unix seconds or an ISO-8601 date-time."""
-    from ._models import parse_ts
+    from .store.records import parse_ts
 
     try:
         return float(text)

@@ -15,9 +15,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from . import _logging
-from ._app import Limits, create_app
-from ._db import Database
-from ._migrations import migrate
+from .app import create_app
+from .deps import Limits
+from .store.db import Database
+from .store.migrations import migrate
 
 
 def _exit_cleanly(_signum: int, _frame: object) -> None:

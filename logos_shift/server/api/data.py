@@ -1,0 +1,179 @@
+"""HTTP endpoints for reading data: datasets, calls, export, route stats, prices."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query, Response
+from fastapi.responses import StreamingResponse
+
+from logos_shift.server.deps import DB, AdminKey
+from logos_shift.server.errors import ApiError
+from logos_shift.server.stats import variants as _stats
+from logos_shift.server.store import prices as _prices
+from logos_shift.server.store import queries as _queries
+from logos_shift.server.store.records import parse_ts
+
+from .models import PriceIn, RouteName
+
+DatasetName = Annotated[str, Path(min_length=1, max_length=256)]
+Since = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="ISO-8601 date-time; calls at or after it.",
+        json_schema_extra={"format": "date-time"},
+    ),
+]
+Until = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="ISO-8601 date-time; calls before it.",
+        json_schema_extra={"format": "date-time"},
+    ),
+]
+Outcome = Annotated[
+    Literal["success", "failure", "neutral", "none"] | None,
+    Query(description="Latest feedback outcome; `none` = calls without feedback."),
+]
+MinScore = Annotated[
+    float | None, Query(allow_inf_nan=False, description="Latest feedback score at least this.")
+]
+Text = Annotated[str | None, Query(min_length=1, max_length=256)]
+
+
+def _time_param(name: str, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_ts(value)
+    except ValueError:
+        raise ApiError(400, f"{name} must be an ISO-8601 date-time") from None
+
+
+def add_routes(router: APIRouter) -> None:
+    """Add the read-side endpoints to ``router``.
+
+    Args:
+        router: the API router (it carries the shared error responses).
+    """
+
+    @router.get("/v1/routes/{route}/stats", tags=["routes"])
+    def route_stats(
+        route: RouteName, principal: AdminKey, db: DB, since: Since = None, until: Until = None
+    ) -> dict[str, Any]:
+        """Per-variant calls, feedback and success rates (Wilson 95 %), errors, latency, cost."""
+        rows = _queries.stats_rows(
+            db,
+            principal.project_id,
+            route,
+            _time_param("since", since),
+            _time_param("until", until),
+        )
+        table = _prices.effective_table(db, principal.project_id)
+        variants = _stats.variant_stats(rows, lambda m: _prices.lookup(table, m))
+        return {"route": route, "variants": variants}
+
+    @router.get("/v1/datasets", tags=["datasets"])
+    def datasets(principal: AdminKey, db: DB) -> dict[str, Any]:
+        """The project's datasets with call counts and time range."""
+        return {"datasets": _queries.list_datasets(db, principal.project_id)}
+
+    def _filter(
+        name: str,
+        since: str | None,
+        until: str | None,
+        outcome: str | None,
+        variant: str | None,
+        model: str | None,
+        min_score: float | None,
+    ) -> _queries.CallFilter:
+        return _queries.CallFilter(
+            dataset=name,
+            since=_time_param("since", since),
+            until=_time_param("until", until),
+            outcome=outcome,
+            variant=variant,
+            model=model,
+            min_score=min_score,
+        )
+
+    @router.get("/v1/datasets/{name}/calls", tags=["datasets"])
+    def dataset_calls(
+        name: DatasetName,
+        principal: AdminKey,
+        db: DB,
+        since: Since = None,
+        until: Until = None,
+        outcome: Outcome = None,
+        variant: Text = None,
+        model: Text = None,
+        min_score: MinScore = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, Query(max_length=1024)] = None,
+    ) -> dict[str, Any]:
+        """A page of the dataset's calls, oldest first; pass `next_cursor` for the next."""
+        f = _filter(name, since, until, outcome, variant, model, min_score)
+        try:
+            return _queries.list_calls(db, principal.project_id, f, cursor, limit)
+        except ValueError as exc:
+            raise ApiError(400, str(exc)) from None
+
+    @router.get(
+        "/v1/datasets/{name}/export",
+        tags=["datasets"],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"application/x-ndjson": {}}}},
+    )
+    def dataset_export(
+        name: DatasetName,
+        principal: AdminKey,
+        db: DB,
+        format: Literal["raw", "openai-chat"] = "raw",
+        outcome: Outcome = None,
+        min_score: MinScore = None,
+        since: Since = None,
+        until: Until = None,
+        variant: Text = None,
+        model: Text = None,
+    ) -> StreamingResponse:
+        """Streamed JSONL: raw records, or OpenAI chat fine-tuning examples (with tools)."""
+        f = _filter(name, since, until, outcome, variant, model, min_score)
+        return StreamingResponse(
+            _queries.export_stream(db, principal.project_id, f, format),
+            media_type="application/x-ndjson",
+        )
+
+    @router.get("/v1/prices", tags=["prices"])
+    def get_prices(principal: AdminKey, db: DB) -> dict[str, Any]:
+        """The model price table (USD per million tokens): defaults plus this project's."""
+        table = _prices.effective_table(db, principal.project_id)
+        return {
+            "prices": {
+                m: {"input_per_mtok": p[0], "output_per_mtok": p[1]}
+                for m, p in sorted(table.items())
+            }
+        }
+
+    @router.put("/v1/prices/{model:path}", tags=["prices"])
+    def put_price(
+        model: Annotated[str, Path(min_length=1, max_length=256)],
+        body: PriceIn,
+        principal: AdminKey,
+        db: DB,
+    ) -> dict[str, Any]:
+        """Set this project's price for a model (or a model-name prefix)."""
+        _prices.set_price(
+            db, principal.project_id, model, body.input_per_mtok, body.output_per_mtok
+        )
+        return {"model": model, **body.model_dump()}
+
+    @router.delete("/v1/prices/{model:path}", tags=["prices"], status_code=204)
+    def delete_price(
+        model: Annotated[str, Path(min_length=1, max_length=256)], principal: AdminKey, db: DB
+    ) -> Response:
+        """Remove this project's own price for a model (the default applies again)."""
+        if not _prices.delete_price(db, principal.project_id, model):
+            raise ApiError(404, f"this project has no own price for {model!r}")
+        return Response(status_code=204)

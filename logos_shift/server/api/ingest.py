@@ -1,0 +1,161 @@
+"""HTTP endpoints of ingest: record batches (``/v1/ingest``) and direct feedback."""
+
+from __future__ import annotations
+
+import logging
+import time
+import zlib
+from typing import Any
+
+import pydantic_core
+import sqlalchemy as sa
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from logos_shift import _ids, _records
+from logos_shift.server.deps import DB, IngestKey, Limits, TooLarge
+from logos_shift.server.errors import ApiError
+from logos_shift.server.store.db import Database
+from logos_shift.server.store.ingest import ingest
+from logos_shift.server.store.schema import feedback
+
+from .models import FeedbackIn, FeedbackOut, IngestOut
+
+__all__ = ["add_routes"]
+
+logger = logging.getLogger("logos_shift.server")
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    out = bytearray()
+    rest = data
+    try:
+        while rest:
+            d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out += d.decompress(rest, limit + 1 - len(out))
+            if len(out) > limit or d.unconsumed_tail:
+                raise ApiError(413, f"decompressed body is larger than {limit} bytes")
+            if not d.eof:
+                raise ApiError(400, "gzip body is truncated")
+            rest = d.unused_data
+    except zlib.error as exc:
+        raise ApiError(400, f"body is not valid gzip: {exc}") from None
+    return bytes(out)
+
+
+def _decode_batch(raw: bytes, encoding: str, limits: Limits) -> list[dict[str, Any]]:
+    if encoding == "gzip":
+        raw = _gunzip(raw, limits.max_decompressed_bytes)
+    elif encoding not in ("", "identity"):
+        raise ApiError(415, f"unsupported Content-Encoding {encoding!r}; use gzip or none")
+    try:
+        # jiter (pydantic-core) parses ~3x faster than json.loads; NaN and
+        # Infinity are refused because they are not JSON.
+        data = pydantic_core.from_json(raw, allow_inf_nan=False)
+    except ValueError as exc:
+        raise ApiError(400, f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, list):
+        raise ApiError(400, "body must be a JSON array of records")
+    if len(data) > limits.max_batch_records:
+        raise ApiError(
+            413, f"batch has {len(data)} records; the limit is {limits.max_batch_records}"
+        )
+    bad = [i for i, item in enumerate(data) if not isinstance(item, dict)]
+    if bad:
+        raise ApiError(400, f"every element must be a record object; element {bad[0]} is not")
+    return data
+
+
+def _ingest_sync(
+    db: Database, project_id: int, raw: bytes, encoding: str, limits: Limits
+) -> dict[str, Any]:
+    records = _decode_batch(raw, encoding, limits)
+    return ingest(db, project_id, records).as_json()
+
+
+def add_routes(router: APIRouter, limits: Limits) -> None:
+    """Add ``POST /v1/ingest`` and ``POST /v1/feedback`` to ``router``.
+
+    Args:
+        router: the API router.
+        limits: request limits (used in the OpenAPI description and checks).
+    """
+
+    @router.post(
+        "/v1/ingest",
+        tags=["ingest"],
+        response_model=IngestOut,
+        responses={413: {"description": "body or batch too large; split it"}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "description": (
+                    "A JSON array of call and feedback records (schema 1; see the "
+                    "`CallRecord` and `FeedbackRecord` schemas), usually sent "
+                    "with `Content-Encoding: gzip`. Each record is validated on its own: "
+                    "invalid ones get `status: error` in the result, the rest are stored. "
+                    f"At most {limits.max_batch_records} records and "
+                    f"{limits.max_ingest_bytes} bytes per request (413 above: split the batch)."
+                ),
+                "content": {
+                    "application/json": {
+                        # The batch limit is server configuration, answered
+                        # with 413 (the client splits), so it is not a schema
+                        # constraint.
+                        "schema": {"type": "array", "items": {"type": "object"}}
+                    }
+                },
+            }
+        },
+    )
+    async def ingest_endpoint(request: Request, principal: IngestKey, db: DB) -> JSONResponse:
+        """Store a batch of records; idempotent on record id; one result per record."""
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limits.max_ingest_bytes:
+                raise TooLarge(limits.max_ingest_bytes)
+            chunks.append(chunk)
+        encoding = request.headers.get("content-encoding", "").strip().lower()
+        body = await run_in_threadpool(
+            _ingest_sync, db, principal.project_id, b"".join(chunks), encoding, limits
+        )
+        logger.info(
+            "ingest",
+            extra={
+                "project": principal.project,
+                "batch_id": request.headers.get("x-batch-id"),
+                "accepted": body["accepted"],
+                "duplicates": body["duplicates"],
+                "errors": body["errors"],
+            },
+        )
+        return JSONResponse(body)
+
+    @router.post("/v1/feedback", tags=["ingest"], response_model=FeedbackOut)
+    def feedback_endpoint(body: FeedbackIn, principal: IngestKey, db: DB) -> FeedbackOut:
+        """Give feedback by logos id or provider response id; idempotent on `id`."""
+        fid = body.id or _ids.new_id()
+        record = {
+            "schema": 1,
+            "type": "feedback",
+            "id": fid,
+            "ts": body.ts or _records.format_ts(time.time()),
+            "target": body.target,
+            "outcome": body.outcome,
+            "score": body.score,
+            "comment": body.comment,
+            "metadata": body.metadata,
+        }
+        res = ingest(db, principal.project_id, [record]).results[0]
+        if res["status"] == "error":
+            raise ApiError(409 if "another project" in res["error"] else 422, res["error"])
+        with db.read() as conn:
+            call_id = conn.execute(
+                sa.select(feedback.c.call_id).where(
+                    feedback.c.id == fid, feedback.c.project_id == principal.project_id
+                )
+            ).scalar()
+        return FeedbackOut(id=fid, status=res["status"], call_id=call_id)

@@ -1,0 +1,197 @@
+"""The FastAPI application: its assembly, lifespan, body limits and access log."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from .deps import Limits, TooLarge
+from .errors import error_response, install
+from .store.db import Database
+from .store.migrations import migrate
+
+__all__ = ["Guard", "create_app"]
+
+logger = logging.getLogger("logos_shift.server")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class Guard:
+    """ASGI middleware: body size limits, NUL-free URLs, and a JSON access log."""
+
+    def __init__(self, app: ASGIApp, limits: Limits) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI connection scope.
+
+        Args:
+            scope: the ASGI scope.
+            receive: the ASGI receive callable.
+            send: the ASGI send callable.
+        """
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        path: str = scope.get("path", "")
+        status = {"code": 0}
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, send_wrapper, path, headers)
+        finally:
+            logger.info(
+                "request",
+                extra={
+                    "method": scope.get("method"),
+                    "path": path,
+                    "status": status["code"],
+                    "ms": round((time.perf_counter() - start) * 1000, 2),
+                    "batch_id": headers.get("x-batch-id"),
+                },
+            )
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, path: str, headers: dict[str, str]
+    ) -> None:
+        query: bytes = scope.get("query_string", b"")
+        if "\x00" in path or b"%00" in query or b"\x00" in query:
+            await error_response(400, "NUL characters are not allowed in URLs")(
+                scope, receive, send
+            )
+            return
+        limit = self.limits.max_ingest_bytes if path == "/v1/ingest" else self.limits.max_body_bytes
+        too_large = error_response(413, f"request body is larger than {limit} bytes")
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > limit):
+            if not length.isdigit():
+                await error_response(400, "invalid Content-Length")(scope, receive, send)
+            else:
+                await too_large(scope, receive, send)
+            return
+        seen = {"bytes": 0, "started": False}
+
+        async def limited_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                seen["bytes"] += len(message.get("body", b""))
+                if seen["bytes"] > limit:
+                    raise TooLarge(limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seen["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except TooLarge:
+            if not seen["started"]:
+                await too_large(scope, receive, send)
+
+
+def create_app(
+    database: str | Database = "sqlite:///logos.db",
+    *,
+    limits: Limits | None = None,
+    run_migrations: bool = True,
+    extensions: bool = True,
+) -> FastAPI:
+    """Create the Logos server application.
+
+    Args:
+        database: a database URL (the app owns and disposes the engine) or a
+            :class:`Database` (the caller owns it).
+        limits: request limits (defaults: :class:`Limits`).
+        run_migrations: upgrade the schema in place before serving.
+        extensions: install the fine-tuning and rollout endpoints and service.
+
+    Returns:
+        The FastAPI app; ``app.state.db`` is the database.
+
+    Example:
+        >>> app = create_app("sqlite:///logos.db")  # doctest: +SKIP
+    """
+    from . import api
+    from .api import rollout as rollout_api
+
+    owned = isinstance(database, str)
+    db = Database(database) if isinstance(database, str) else database
+    limits = limits or Limits()
+    if run_migrations:
+        migrate(db)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        logger.info("server started", extra={"database": db.engine.url.render_as_string()})
+        yield
+        for service in installed:
+            close = getattr(service, "close", None)
+            if callable(close):
+                close()
+        logger.info("server stopped")
+        if owned:
+            db.dispose()
+
+    app = FastAPI(
+        title="Logos Shift server",
+        version="1",
+        description="Self-hosted ingest, feedback, A/B config, datasets, export and stats.",
+        lifespan=lifespan,
+    )
+    app.state.db = db
+    app.state.limits = limits
+    install(app)
+    app.include_router(api.build_router(limits))
+    installed: list[object] = []
+    if extensions:
+        installed.append(rollout_api.install(app))
+    app.add_middleware(Guard, limits=limits)
+    _document_records(app)
+    return app
+
+
+def _document_records(app: FastAPI) -> None:
+    """Publish the record schemas (ingest items) under ``components.schemas``.
+
+    The ingest body is declared as an array of objects because each record is
+    validated on its own (bad ones get a per-record error); the schemas here
+    say what a valid record is.
+    """
+    from .store.records import CallRecord, FeedbackRecord
+
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = build()
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        for model in (CallRecord, FeedbackRecord):
+            doc = model.model_json_schema(
+                by_alias=True, ref_template="#/components/schemas/{model}"
+            )
+            schemas.update(doc.pop("$defs", {}))
+            schemas[model.__name__] = doc
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,204 @@
+"""A small versioned migration runner.
+
+Why not Alembic: the schema is a handful of tables, the server must upgrade
+itself on start with no extra files or commands, and the same code must run
+on SQLite and PostgreSQL.  A ``schema_migrations`` table records applied
+versions; :data:`MIGRATIONS` is an ordered list of functions, each creating
+the DDL *as it was at that version* (frozen, never edited afterwards), so a
+database at any version is brought forward by running the rest in order,
+each in its own transaction.  On PostgreSQL an advisory lock serialises
+servers that start at the same time; SQLite's ``BEGIN IMMEDIATE`` does the
+same there.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from .db import Database
+
+_LOCK_ID = 86_000_001
+
+
+class Migration(NamedTuple):
+    """One schema version: its number, a name and the function applying it."""
+
+    version: int
+    name: str
+    apply: Callable[[Connection], None]
+
+
+def _v1_initial(conn: Connection) -> None:
+    md = sa.MetaData()
+    sa.Table(
+        "projects",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("name", sa.Text, nullable=False, unique=True),
+        sa.Column("created_at", sa.Double, nullable=False),
+        sa.Column("config_version", sa.Integer, nullable=False),
+    )
+    sa.Table(
+        "api_keys",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+        sa.Column("key_hash", sa.Text, nullable=False, unique=True),
+        sa.Column("prefix", sa.Text, nullable=False),
+        sa.Column("scope", sa.Text, nullable=False),
+        sa.Column("created_at", sa.Double, nullable=False),
+        sa.Column("revoked_at", sa.Double, nullable=True),
+    )
+    sa.Table(
+        "calls",
+        md,
+        sa.Column("id", sa.Text, primary_key=True),
+        sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+        sa.Column("ts", sa.Double, nullable=False),
+        sa.Column("dataset", sa.Text, nullable=False),
+        sa.Column("source", sa.Text),
+        sa.Column("function", sa.Text),
+        sa.Column("provider", sa.Text),
+        sa.Column("requested_model", sa.Text),
+        sa.Column("served_model", sa.Text),
+        sa.Column("route", sa.Text),
+        sa.Column("variant", sa.Text),
+        sa.Column("fallback", sa.Boolean, nullable=False),
+        sa.Column("is_error", sa.Boolean, nullable=False),
+        sa.Column("response_id", sa.Text),
+        sa.Column("input_tokens", sa.BigInteger),
+        sa.Column("output_tokens", sa.BigInteger),
+        sa.Column("latency_ms", sa.Double),
+        sa.Column("ttft_ms", sa.Double),
+        sa.Column("outcome", sa.Text),
+        sa.Column("score", sa.Double),
+        sa.Column("feedback_count", sa.Integer, nullable=False),
+        sa.Column("received_at", sa.Double, nullable=False),
+        sa.Column("record", sa.Text, nullable=False),
+        sa.Index("ix_calls_dataset_ts", "project_id", "dataset", "ts", "id"),
+        sa.Index("ix_calls_response_id", "project_id", "response_id"),
+    )
+    sa.Table(
+        "feedback",
+        md,
+        sa.Column("id", sa.Text, primary_key=True),
+        sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+        sa.Column("ts", sa.Double, nullable=False),
+        sa.Column("target", sa.Text, nullable=False),
+        sa.Column("call_id", sa.Text),
+        sa.Column("outcome", sa.Text, nullable=False),
+        sa.Column("score", sa.Double),
+        sa.Column("received_at", sa.Double, nullable=False),
+        sa.Column("record", sa.Text, nullable=False),
+        sa.Index("ix_feedback_target", "project_id", "target"),
+        sa.Index("ix_feedback_call", "project_id", "call_id"),
+    )
+    sa.Table(
+        "routes",
+        md,
+        sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), primary_key=True),
+        sa.Column("name", sa.Text, primary_key=True),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("updated_at", sa.Double, nullable=False),
+    )
+    md.create_all(conn)
+
+
+def _v2_prices_and_route_index(conn: Connection) -> None:
+    md = sa.MetaData()
+    sa.Table("projects", md, sa.Column("id", sa.Integer, primary_key=True))
+    calls = sa.Table(
+        "calls",
+        md,
+        sa.Column("project_id", sa.Integer),
+        sa.Column("route", sa.Text),
+        sa.Column("variant", sa.Text),
+        sa.Column("ts", sa.Double),
+    )
+    prices = sa.Table(
+        "prices",
+        md,
+        sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), primary_key=True),
+        sa.Column("model", sa.Text, primary_key=True),
+        sa.Column("input_per_mtok", sa.Double, nullable=False),
+        sa.Column("output_per_mtok", sa.Double, nullable=False),
+        sa.Column("updated_at", sa.Double, nullable=False),
+    )
+    prices.create(conn)
+    sa.Index(
+        "ix_calls_route", calls.c.project_id, calls.c.route, calls.c.variant, calls.c.ts
+    ).create(conn)
+
+
+#: Every schema version, oldest first.  Append only; never edit a shipped one.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial", _v1_initial),
+    Migration(2, "prices table and per-route index", _v2_prices_and_route_index),
+)
+
+LATEST = MIGRATIONS[-1].version
+
+_versions = sa.Table(
+    "schema_migrations",
+    sa.MetaData(),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("applied_at", sa.Double, nullable=False),
+)
+
+
+def current_version(db: Database) -> int:
+    """Return the highest applied schema version (0 for an empty database).
+
+    Args:
+        db: the database.
+
+    Returns:
+        The version number.
+    """
+    with db.read() as conn:
+        if not sa.inspect(conn).has_table("schema_migrations"):
+            return 0
+        value = conn.execute(sa.select(sa.func.max(_versions.c.version))).scalar()
+    return int(value or 0)
+
+
+def migrate(db: Database, target: int | None = None) -> list[int]:
+    """Apply every migration newer than the database's version, in order.
+
+    Args:
+        db: the database to upgrade in place.
+        target: stop after this version (tests use it to build old databases).
+
+    Returns:
+        The versions applied by this call (empty when already current).
+    """
+    applied: list[int] = []
+    with db.write() as conn:
+        if db.dialect == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
+        _versions.create(conn, checkfirst=True)
+    for migration in MIGRATIONS:
+        if target is not None and migration.version > target:
+            break
+        with db.write() as conn:
+            if db.dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_ID})
+            done = conn.execute(
+                sa.select(_versions.c.version).where(_versions.c.version == migration.version)
+            ).first()
+            if done is not None:
+                continue
+            migration.apply(conn)
+            conn.execute(
+                _versions.insert().values(
+                    version=migration.version, name=migration.name, applied_at=time.time()
+                )
+            )
+            applied.append(migration.version)
+    return applied
