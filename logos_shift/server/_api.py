@@ -14,8 +14,9 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
-from logos_shift import _ids, _records
-from logos_shift._routeconfig import ConfigError
+from logos_shift._capture import record as _ids  # record ids are part of the record schema
+from logos_shift._capture import record as _records
+from logos_shift.errors import ConfigError
 
 from . import _api_data, _routes_store
 from ._api_data import RouteName

@@ -26,7 +26,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from logos_shift import _export
+from logos_shift import export as _export
 
 from ._models import parse_ts
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from logos_shift._export import to_openai_chat
+from logos_shift.export import to_openai_chat
 
 from ._db import Database
 from ._schema import calls

@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from logos_shift._routeconfig import ConfigError, validate_config, validate_route
+from logos_shift.routing import ConfigError, validate_config, validate_route
 
 from ._db import Database
 from ._schema import projects, routes

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import requests
 
-from logos_shift import _ids, _records
+from logos_shift import _ids
+from logos_shift._capture import record as _records
 from logos_shift.server import create_app, create_key
 from logos_shift.server._rollout_api import install
 from logos_shift.server._rollout_service import RolloutService

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from logos_shift._export import export_lines, to_openai_chat
+from logos_shift.export import export_lines, to_openai_chat
 
 
 def _anthropic_record() -> dict[str, Any]:
