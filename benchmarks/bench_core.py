@@ -46,7 +46,7 @@ import wrapt
 from _util import Table, interleaved, interleaved_async, rss_mib, summary, thread_cpu
 
 import logos_shift
-from logos_shift._worker import WORKER
+from logos_shift._transport.worker import WORKER
 
 #: Row labels, in the order printed; the smoke test checks each appears.
 OVERHEAD_ROWS = ("small payload", "small payload, async", "30 KB payload")

@@ -58,7 +58,7 @@ from _util import percentile
 from openai.resources.chat.completions.completions import AsyncCompletions, Completions
 
 import logos_shift
-from logos_shift import _instrument
+from logos_shift import providers
 from logos_shift.testing import FakeProvider
 
 MSGS = [{"role": "user", "content": "benchmark prompt with a few words in it"}]
@@ -182,8 +182,8 @@ def _variants(tmp: Path, skipped: list[str]) -> list[Variant]:
     }}}))  # fmt: skip
     routed = logos_shift.LogosShift(filename=str(tmp / "routed.jsonl"), routes=str(routes))
     _CLOSE.extend((ls, routed))
-    fns = _grab(_instrument.patch_openai)
-    _instrument.unpatch_openai()
+    fns = _grab(providers.patch_openai)
+    providers.unpatch_openai()
     out.append(Variant("logos_shift", *fns, nothing, lambda: ls.flush(timeout=10)))
     out.append(Variant("logos_shift+routing", *fns, routed.activate,
                        lambda: routed.flush(timeout=10)))  # fmt: skip

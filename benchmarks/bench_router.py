@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from logos_shift._routeconfig import validate_config
-from logos_shift._router import Router
+from logos_shift.routing import validate_config
+from logos_shift.routing.router import Router
 
 BATCH = 100
 

@@ -31,7 +31,7 @@ from typing import Any
 import requests
 import sqlalchemy as sa
 
-from logos_shift._records import format_ts
+from logos_shift._capture.record import format_ts
 from logos_shift.server import Database, create_key
 from logos_shift.server.store.migrations import migrate
 

@@ -20,9 +20,11 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
+from ._capture.scope import last_call_id
 from ._client import LogosShift, context, get_client, init, provide_feedback
-from ._context import last_call_id
-from ._instrument import (
+from ._transport.sinks import MemorySink, Sink
+from .errors import ConfigError, LogosShiftError
+from .providers import (
     patch_all,
     patch_anthropic,
     patch_openai,
@@ -37,7 +39,11 @@ except _PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "ConfigError",
     "LogosShift",
+    "LogosShiftError",
+    "MemorySink",
+    "Sink",
     "__version__",
     "context",
     "get_client",

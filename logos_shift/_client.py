@@ -1,42 +1,42 @@
-"""``LogosShift``: settings, the capture decorator, feedback, flush and stats.
+"""``LogosShift``: settings, destinations, flush, stats and shutdown.
 
 Several instances may coexist (say, one per dataset or destination); they
-share the process's single background thread.  SDK calls captured by the
-patched providers go to the instance whose decorated function is running, else
-to the *default* instance: the last one made by :func:`init`, or the first one
-constructed if ``init`` was never called.
+share the process's single background thread.  Which instance a capture goes
+to is decided in one place, :func:`logos_shift._capture.scope.current_instance`:
+the instance whose decorated function is running, else the one activated with
+:meth:`LogosShift.activate`, else the *default* instance (the last one made by
+:func:`init`, or the first one constructed if ``init`` was never called).  No
+capture rule lives in this module.
 """
 
 from __future__ import annotations
 
-import contextvars
+import functools
 import hashlib
 import logging
-import numbers
 import os
-import threading
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
-from . import _context, _guard, _records, _serialize, _settings
-from ._channel import Channel, Redact
-from ._decorator import decorate
-from ._sinks import FileSink, HttpSink
-from ._spool import Spool
-from ._worker import WORKER
+from . import _guard, _settings
+from ._capture import record as _record
+from ._capture import scope as _scope
+from ._capture.decorator import decorate
+from ._capture.instance import Instance, check_target
+from ._capture.routed import decorate_routed
+from ._transport import serialize as _serialize
+from ._transport.channel import Channel
+from ._transport.sinks import FileSink, HttpSink, Sink
+from ._transport.spool import Spool
+from ._transport.worker import WORKER
 
 logger = logging.getLogger("logos_shift")
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-_default: LogosShift | None = None
-_default_lock = threading.Lock()
-_current: contextvars.ContextVar[LogosShift | None] = contextvars.ContextVar(
-    "logos_shift_current", default=None
-)
+Redact = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
 
 class LogosShift:
@@ -53,6 +53,8 @@ class LogosShift:
         redact: optional function called on every record (a dict) on the
             background thread before it is written; return the (possibly
             changed) record, or ``None`` to drop it.
+        sink: an extra local destination that receives every batch, such as
+            :class:`logos_shift.MemorySink` (see :class:`logos_shift.Sink`).
         **settings: any other setting of the README's configuration table.
 
     Raises:
@@ -81,14 +83,16 @@ class LogosShift:
         routes: str | None = None,
         *,
         redact: Redact | None = None,
+        sink: Sink | None = None,
         **settings: Any,
     ) -> None:
-        memory = settings.pop("_memory", None)
         args = {"api_key": api_key, "server_url": server_url, "filename": filename,
                 "routes": routes, **settings}  # fmt: skip
         self.settings = _settings.resolve(args)
         if redact is not None and not callable(redact):
             raise ValueError("redact must be a callable taking and returning a record dict")
+        if sink is not None and not callable(getattr(sink, "write", None)):
+            raise ValueError("sink must have a write(lines) method, like logos_shift.MemorySink")
         s = self.settings
         if s.api_key and not s.server_url:
             raise ValueError("api_key is set but server_url is not: where should records go?")
@@ -101,21 +105,20 @@ class LogosShift:
         spool = None
         if http is not None:
             spool = Spool(_spool_dir(s), s.spool_max_bytes, s.spool_max_files, s.spool_max_age)
-        if file is None and http is None and memory is None:
+        if file is None and http is None and sink is None:
             logger.warning(
                 "LogosShift has no destination (no filename, no server_url): "
                 "captured records are counted as dropped"
             )
-        self._channel = Channel(s, file, http, spool, memory, redact)
-        self._closed = False
-        self._router: Any = None
+        prepare = functools.partial(
+            _record.prepare, capture_content=s.capture_content, redact=redact
+        )
+        self._channel = Channel(s, file, http, spool, sink, prepare)
+        self._instance = Instance(s, self._channel, self)
         WORKER.add(self._channel)
         with _guard.guard("router.init"):
             self._start_router()
-        global _default
-        with _default_lock:
-            if _default is None:
-                _default = self
+        _scope.set_default_if_unset(self._instance)
 
     # -- capture -------------------------------------------------------------
 
@@ -159,26 +162,18 @@ class LogosShift:
             TypeError: ``dataset`` is neither a string nor a function.
         """
         if callable(dataset) and not isinstance(dataset, str):
-            return decorate(self, dataset, None, metadata)
+            return decorate(self._instance, dataset, None, metadata)
         if dataset is not None and not isinstance(dataset, str):
             raise TypeError("dataset must be a string")
         if variants is not None:
             _check_variants(variants)
 
         def wrap(func: F) -> F:
-            return decorate(self, func, dataset, metadata, variants)
+            if variants:
+                return decorate_routed(self._instance, func, dataset, metadata, variants)
+            return decorate(self._instance, func, dataset, metadata)
 
         return wrap
-
-    def _enqueue(self, record: dict[str, Any], size: int) -> bool:
-        if self._closed:
-            return False
-        _guard.fault("enqueue")
-        if self._channel.put(record, size):
-            WORKER.notify()
-        elif WORKER.thread is None:
-            WORKER.ensure_started()
-        return True
 
     # -- feedback ------------------------------------------------------------
 
@@ -213,39 +208,17 @@ class LogosShift:
 
         Example:
             >>> import logos_shift
-            >>> ls = logos_shift.LogosShift(_memory=[])
+            >>> ls = logos_shift.LogosShift(sink=logos_shift.MemorySink())
             >>> ls.provide_feedback("chatcmpl-123", "success", score=1.0) is not None
             True
             >>> ls.shutdown()
             True
         """
-        _check_target(target_id)
+        check_target(target_id)
         result: str | None = None
         with _guard.guard("feedback"):
-            result = self._feedback(target_id, outcome, score, comment, metadata)
+            result = self._instance.feedback(target_id, outcome, score, comment, metadata)
         return result
-
-    def _feedback(self, target: str, outcome: Any, score: Any, comment: Any,
-                  metadata: Mapping[str, Any] | None) -> str | None:  # fmt: skip
-        if outcome is True:
-            outcome = "success"
-        elif outcome is False:
-            outcome = "failure"
-        if outcome not in _records.OUTCOMES:
-            logger.warning("provide_feedback: outcome %r is not one of %s; ignored",
-                           outcome, ", ".join(_records.OUTCOMES))  # fmt: skip
-            self._channel.dropped["invalid_feedback"] += 1
-            return None
-        if score is not None and not _is_number(score):
-            logger.warning("provide_feedback: score %r is not a number; recorded as null", score)
-            score = None
-        if comment is not None and not isinstance(comment, str):
-            comment = str(comment)
-        rec = _records.new_feedback(target, outcome, None if score is None else float(score),
-                                    comment, metadata)  # fmt: skip
-        _, size = _serialize_size(rec)
-        self._enqueue(rec, size)
-        return str(rec["id"])
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -275,7 +248,7 @@ class LogosShift:
         Returns:
             True if every record was sent, spooled or dropped in time.
         """
-        if self._closed:
+        if self._instance.closed:
             return True
         ok = False
         with _guard.guard("shutdown"):
@@ -283,11 +256,8 @@ class LogosShift:
             ok = WORKER.close(
                 self._channel, self.settings.shutdown_timeout if timeout is None else timeout
             )
-        self._closed = True
-        global _default
-        with _default_lock:
-            if _default is self:
-                _default = None
+        self._instance.closed = True
+        _scope.clear_default(self._instance)
         return ok
 
     def stats(self) -> dict[str, Any]:
@@ -305,19 +275,33 @@ class LogosShift:
         out = self._channel.stats()
         out["internal_errors"] = dict(_guard.ERRORS)
         out["placeholders"] = dict(_serialize.PLACEHOLDERS)
-        if self._router is not None:
+        router = self._instance.router
+        if router is not None:
             with _guard.guard("router.stats"):
-                out["router"] = self._router.stats()
+                out["router"] = router.stats()
         return out
 
     @contextmanager
     def activate(self) -> Iterator[LogosShift]:
-        """Send SDK captures made inside the block to this instance."""
-        token = _current.set(self)
+        """Send SDK captures and feedback made inside the block to this instance."""
+        token = _scope.ACTIVE.set(self._instance)
         try:
             yield self
         finally:
-            _current.reset(token)
+            _scope.ACTIVE.reset(token)
+
+    @contextmanager
+    def as_default(self) -> Iterator[LogosShift]:
+        """Make this instance the process default inside the block.
+
+        Unlike :meth:`activate` (this thread or task only), the default serves
+        every thread.  The previous default is restored afterwards.
+        """
+        previous = _scope.set_default(self._instance)
+        try:
+            yield self
+        finally:
+            _scope.set_default(previous)
 
     def _start_router(self) -> None:
         """Build the router when routes come from a file or the server.
@@ -329,10 +313,10 @@ class LogosShift:
         s = self.settings
         if s.routes is None and s.server_url is None:
             return
-        from ._router import Router
+        from .routing.router import Router
 
         router = Router.from_settings(s)
-        self._router = router
+        self._instance.router = router
         _routers.add(router)
 
         def poll(now: float) -> float:
@@ -343,15 +327,16 @@ class LogosShift:
 
     def _stop_router(self) -> None:
         """Stop polling route config."""
-        if self._router is not None:
+        router = self._instance.router
+        if router is not None:
             WORKER.remove_task(id(self))
             with _guard.guard("router.close"):
-                self._router.close()
+                router.close()
 
     @property
     def router(self) -> Any:
-        """The :class:`Router` of this instance, or ``None`` without routes."""
-        return self._router
+        """The router of this instance, or ``None`` without routes."""
+        return self._instance.router
 
 
 def _check_variants(variants: object) -> None:
@@ -362,15 +347,6 @@ def _check_variants(variants: object) -> None:
             raise TypeError(f"variants[{name!r}] must map a non-empty name to a callable")
 
 
-def _check_target(target_id: object) -> None:
-    if not isinstance(target_id, str) or not target_id.strip():
-        raise ValueError(f"provide_feedback needs a non-empty string id, got {target_id!r}")
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 def _spool_dir(s: _settings.Settings) -> Path:
     base = Path(s.spool_dir) if s.spool_dir else _settings.default_cache_dir() / "spool"
     # One sub-directory per destination: a batch must only ever be replayed
@@ -378,21 +354,6 @@ def _spool_dir(s: _settings.Settings) -> Path:
     key = hashlib.sha256(f"{s.server_url}\0{s.api_key or ''}".encode()).hexdigest()[:16]
     return base / key
 
-
-def _serialize_size(rec: dict[str, Any]) -> tuple[Any, int]:
-    from ._snapshot import snapshot
-
-    return snapshot(rec)
-
-
-def _submit(record: dict[str, Any], size: int) -> bool:
-    client = _context._scope.get().client or _current.get() or _default
-    if client is None:
-        return False
-    return client._enqueue(record, size)
-
-
-_records._submit = _submit
 
 # Routers of live instances, so a forked child drops the parent's HTTP pool.
 _routers: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -429,7 +390,7 @@ def init(
 
     Example:
         >>> import logos_shift
-        >>> ls = logos_shift.init(_memory=[])
+        >>> ls = logos_shift.init(sink=logos_shift.MemorySink())
         >>> logos_shift.get_client() is ls
         True
         >>> ls.shutdown()
@@ -437,15 +398,14 @@ def init(
     """
     client = LogosShift(api_key=api_key, server_url=server_url, filename=filename,
                         routes=routes, **settings)  # fmt: skip
-    global _default
-    with _default_lock:
-        _default = client
+    _scope.set_default(client._instance)
     return client
 
 
 def get_client() -> LogosShift | None:
     """Return the default instance, or None if there is none."""
-    return _default
+    inst = _scope.default_instance()
+    return None if inst is None else inst.owner  # type: ignore[return-value]
 
 
 def provide_feedback(
@@ -461,14 +421,15 @@ def provide_feedback(
     Raises:
         ValueError: ``target_id`` is empty or not a string.
     """
-    _check_target(target_id)
-    client = _current.get() or _default
-    if client is None:
+    check_target(target_id)
+    inst = _scope.ACTIVE.get() or _scope.default_instance()
+    if inst is None:
         logger.warning("provide_feedback: no LogosShift instance; call logos_shift.init() first")
         return None
-    return client.provide_feedback(
-        target_id, outcome, score=score, comment=comment, metadata=metadata
-    )
+    result: str | None = None
+    with _guard.guard("feedback"):
+        result = inst.feedback(target_id, outcome, score, comment, metadata)
+    return result
 
 
 @contextmanager
@@ -488,5 +449,5 @@ def context(
     """
     if user_id is not None:
         metadata["user_id"] = user_id
-    with _context.push(dataset=dataset, metadata=metadata or None):
+    with _scope.push(dataset=dataset, metadata=metadata or None):
         yield

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from logos_shift import _client, _guard
-from logos_shift._worker import WORKER
+from logos_shift import _guard
+from logos_shift._capture import scope
+from logos_shift._transport.worker import WORKER
 
 # The public fake provider fixture, as users enable it in their own suites.
 pytest_plugins = ["logos_shift.testing"]
@@ -40,4 +41,4 @@ def _shutdown_clients() -> Iterator[None]:
         channels = list(WORKER.channels)
     for ch in channels:
         WORKER.close(ch, 2.0)
-    _client._default = None
+    scope.set_default(None)

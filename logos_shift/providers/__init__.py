@@ -1,16 +1,126 @@
-"""Built-in SDK providers, one declarative module per SDK.
+"""Providers: the SDKs logos_shift patches, one declarative module per SDK.
 
 Each module (:mod:`.openai`, :mod:`.anthropic`) defines a ``PROVIDER``: the
 methods to patch, the supported version range and how to read the SDK's
-requests, responses and stream chunks.  The shared contract is in
-:mod:`._contract`; the wrapping, stream and guard machinery that uses it lives
-in :mod:`logos_shift._capture_call`, :mod:`logos_shift._streamwrap` and
-:mod:`logos_shift._instrument`.  A provider module is imported only when its
-SDK is patched.
+requests, responses and stream chunks.  The contract is in :mod:`.base`; the
+wrapping, stream and guard machinery that uses it lives in the capture core
+(:mod:`logos_shift._capture`) and :mod:`._patching`.  A provider module is
+imported only when its SDK is patched.
 """
 
 from __future__ import annotations
 
-from ._contract import Provider, Target
+from importlib import import_module
 
-__all__ = ["Provider", "Target"]
+from . import _patching
+from ._patching import is_ours
+from .base import Provider, Target
+
+__all__ = [
+    "Provider",
+    "Target",
+    "is_ours",
+    "patch",
+    "patch_all",
+    "patch_anthropic",
+    "patch_openai",
+    "patched",
+    "unpatch",
+    "unpatch_all",
+    "unpatch_anthropic",
+    "unpatch_openai",
+]
+
+#: Built-in providers: name → ``"module:attribute"`` of their :class:`Provider`.
+_BUILTIN: dict[str, str] = {
+    "openai": "logos_shift.providers.openai:PROVIDER",
+    "anthropic": "logos_shift.providers.anthropic:PROVIDER",
+}
+
+
+def _load(name: str) -> Provider:
+    module, _, attr = _BUILTIN[name].partition(":")
+    prov: Provider = getattr(import_module(module), attr)
+    return prov
+
+
+def patch(name: str, explicit: bool = True) -> bool:
+    """Install the wrappers of provider ``name`` (idempotent).
+
+    Args:
+        name: ``"openai"`` or ``"anthropic"``.
+        explicit: raise ImportError when the SDK is missing (else return False).
+
+    Returns:
+        True if the provider is patched after the call.
+
+    Raises:
+        ImportError: ``explicit`` and the SDK is not installed.
+    """
+    return _patching.install(name, _load(name), explicit)
+
+
+def unpatch(name: str) -> None:
+    """Remove provider ``name``'s wrappers; other libraries' wrappers stay.
+
+    Args:
+        name: ``"openai"`` or ``"anthropic"``.
+    """
+    _patching.uninstall(name)
+
+
+def patched() -> list[str]:
+    """Return the names of the providers patched now."""
+    return _patching.patched()
+
+
+def patch_openai() -> None:
+    """Capture every call of the openai SDK (>=1.66,<4), clients made earlier included.
+
+    Covers ``chat.completions.create/parse/stream``, ``responses.create/parse/stream``
+    and ``embeddings.create``, sync and async, plain, streamed and through
+    ``with_raw_response`` / ``with_streaming_response``.  Patching twice is a no-op.
+    An installed version outside the supported range warns once and patches nothing.
+
+    Raises:
+        ImportError: the openai package is not installed.
+    """
+    patch("openai")
+
+
+def patch_anthropic() -> None:
+    """Capture every call of the anthropic SDK (>=0.49,<3), beta messages included.
+
+    Covers ``messages.create/stream/parse`` (and ``beta.messages``), sync and async.
+
+    Raises:
+        ImportError: the anthropic package is not installed.
+    """
+    patch("anthropic")
+
+
+def patch_all() -> list[str]:
+    """Patch every installed, supported SDK; missing ones are skipped quietly.
+
+    Returns:
+        The names of the providers patched after the call.
+    """
+    for name in _BUILTIN:
+        patch(name, explicit=False)
+    return patched()
+
+
+def unpatch_openai() -> None:
+    """Remove logos_shift's openai wrappers (other libraries' wrappers stay)."""
+    unpatch("openai")
+
+
+def unpatch_anthropic() -> None:
+    """Remove logos_shift's anthropic wrappers (other libraries' wrappers stay)."""
+    unpatch("anthropic")
+
+
+def unpatch_all() -> None:
+    """Remove every wrapper logos_shift installed."""
+    for name in list(_BUILTIN):
+        unpatch(name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ._contract import Provider, Target
+from .base import Provider, Target
 
 _MSG = "anthropic.resources.messages.messages"
 _BETA = "anthropic.resources.beta.messages.messages"
@@ -41,7 +41,7 @@ class MessageAccumulator:
         self.out: Any = None
 
     def add(self, ev: Any) -> None:
-        """Fold one event in (see :class:`~logos_shift.providers._contract.Accumulator`)."""
+        """Fold one event in (see :class:`~logos_shift.providers.base.Accumulator`)."""
         kind = getattr(ev, "type", None)
         if kind == "content_block_delta":
             d = ev.delta

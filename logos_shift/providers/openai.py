@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._contract import Provider, Target
+from .base import Provider, Target
 
 _CHAT = "openai.resources.chat.completions.completions"
 _BETA_CHAT = "openai.resources.beta.chat.completions"
@@ -36,7 +36,7 @@ class ChatAccumulator:
         self.usage: Any = None
 
     def add(self, chunk: Any) -> None:
-        """Fold one chunk in (see :class:`~logos_shift.providers._contract.Accumulator`)."""
+        """Fold one chunk in (see :class:`~logos_shift.providers.base.Accumulator`)."""
         # Fields are read from the models' __dict__: a plain dict lookup, several
         # times cheaper than attribute access on a pydantic model.
         d = chunk.__dict__
@@ -193,7 +193,7 @@ class ResponsesAccumulator:
         self.text: list[str] = []
 
     def add(self, ev: Any) -> None:
-        """Fold one event in (see :class:`~logos_shift.providers._contract.Accumulator`)."""
+        """Fold one event in (see :class:`~logos_shift.providers.base.Accumulator`)."""
         kind = getattr(ev, "type", None)
         if kind == "response.output_text.delta":
             self.text.append(ev.delta)

@@ -1,4 +1,4 @@
-"""logos_shift._export and `logos-shift export --from`: the local copy alone, no server."""
+"""logos_shift.export and `logos-shift export --from`: the local copy alone, no server."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from logos_shift._export import export_lines, to_openai_chat
+from logos_shift.export import export_lines, to_openai_chat
 
 
 def _anthropic_record() -> dict[str, Any]:

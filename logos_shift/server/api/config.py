@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request, Response
 from fastapi.responses import JSONResponse
 
-from logos_shift._routeconfig import ConfigError
+from logos_shift.errors import ConfigError
 from logos_shift.server.deps import DB, AdminKey, IngestKey
 from logos_shift.server.errors import ApiError
 from logos_shift.server.store import routes as _routes_store

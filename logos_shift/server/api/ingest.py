@@ -13,7 +13,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from logos_shift import _ids, _records
+from logos_shift._capture import record as _ids  # record ids are part of the record schema
+from logos_shift._capture import record as _records
 from logos_shift.server.deps import DB, IngestKey, Limits, TooLarge
 from logos_shift.server.errors import ApiError
 from logos_shift.server.store.db import Database

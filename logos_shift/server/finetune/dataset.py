@@ -2,7 +2,7 @@
 
 select (feedback ``success`` or score >= ``min_score``; failures never; a time
 window) → de-duplicate by normalised input hash → convert to OpenAI chat
-fine-tuning lines (tools and tool calls kept, via :mod:`logos_shift._export`) →
+fine-tuning lines (tools and tool calls kept, via :mod:`logos_shift.export`) →
 validate (roles, an assistant message, size and token limits, at least
 ``min_examples``) → split train / validation / test by a stable hash of the
 input, so an input lands in the same split on every rebuild and the test split
@@ -26,7 +26,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from logos_shift import _export
+from logos_shift import export as _export
 from logos_shift.server.store.records import parse_ts
 
 __all__ = [

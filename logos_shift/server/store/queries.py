@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from logos_shift._export import to_openai_chat
+from logos_shift.export import to_openai_chat
 
 from .db import Database
 from .schema import calls

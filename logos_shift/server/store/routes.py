@@ -1,7 +1,7 @@
 """A project's A/B routes and the config document built from them.
 
 Routes are validated with the router's own schema code
-(:mod:`logos_shift._routeconfig`), and the whole resulting config is
+(:mod:`logos_shift.routing`), and the whole resulting config is
 validated again before a change is stored, so the server can never serve a
 config the client would refuse (for example two routes with the same match).
 Every change bumps the project's ``config_version``.
@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from logos_shift._routeconfig import ConfigError, validate_config, validate_route
+from logos_shift.routing import ConfigError, validate_config, validate_route
 
 from .db import Database
 from .schema import projects, routes

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from logos_shift._routeconfig import validate_config
+from logos_shift.routing import validate_config
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from logos_shift import _export
+from logos_shift import export as _export
 from logos_shift.server.finetune import dataset as db
 
 

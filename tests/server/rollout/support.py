@@ -8,7 +8,8 @@ from typing import Any
 
 import requests
 
-from logos_shift import _ids, _records
+from logos_shift import _ids
+from logos_shift._capture import record as _records
 from logos_shift.server import RolloutService
 
 

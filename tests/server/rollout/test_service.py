@@ -219,7 +219,7 @@ def test_fallbacks_count_as_variant_errors(server: Server, fake_provider: FakePr
 
 def test_router_follows_stages_and_rollback(server: Server, fake_provider: FakeProvider) -> None:
     """A client router sends each stage's share of users to the variant and none after rollback."""
-    from logos_shift._router import Router
+    from logos_shift.routing.router import Router
 
     seed_dataset(server)
     _start(server, fake_provider)

@@ -1,0 +1,8 @@
+"""The capture core, used by every entry point (the decorator, routed functions, providers).
+
+``scope`` decides which instance, dataset and metadata a capture gets;
+``record`` builds the records; ``call`` is one SDK call's lifecycle;
+``decorator``, ``routed`` and ``generators`` capture plain functions;
+``streams`` finishes a stream's record exactly once; ``snapshot`` copies
+inputs at call time.  Everything here is private.
+"""

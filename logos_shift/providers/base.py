@@ -1,0 +1,110 @@
+"""The declarative contract every SDK provider fills in.
+
+A provider says *what* to patch and how to read the SDK's objects; the
+wrapping, stream, guard and routing machinery lives in the capture core
+(:mod:`logos_shift._capture`), shared by all providers.  Extractors run
+inside guarded steps, so a provider bug never reaches the caller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from logos_shift._capture.record import Builder, LazyOutput
+from logos_shift._capture.streams import Accumulator, Assembler
+
+
+@dataclass(frozen=True)
+class Target:
+    """One SDK method to wrap.
+
+    Attributes:
+        module: the module that defines the resource class.
+        cls: the class name (``Async*`` classes are wrapped with the async wrapper).
+        method: the method name.
+        source: the record's ``source``.
+        kind: ``"call"`` (returns a response or a stream) or ``"stream_manager"``
+            (returns a helper manager whose request runs on ``__enter__``).
+        assemble: makes the accumulator that turns this method's stream chunks
+            into the record.
+        build: how to turn this method's (non-stream) response into the record's
+            ``output`` (on the background thread); None keeps the whole response.
+        usage_keys: the response's ``usage`` field names for input and output tokens.
+        optional: missing in some supported SDK versions; skipped quietly.
+    """
+
+    module: str
+    cls: str
+    method: str
+    source: str
+    assemble: Assembler
+    kind: str = "call"
+    optional: bool = False
+    build: Builder | None = None
+    usage_keys: tuple[str, str] = ("input_tokens", "output_tokens")
+
+    @property
+    def is_async(self) -> bool:
+        """True for the async resource classes (detected by class, not coroutine-ness)."""
+        return self.cls.startswith("Async")
+
+
+@dataclass(frozen=True)
+class Provider:
+    """A supported SDK.
+
+    Attributes:
+        name: ``"openai"`` or ``"anthropic"`` (also the record's ``provider``).
+        package: the importable package and distribution name.
+        min_version: the oldest supported version (inclusive).
+        max_version: the first unsupported version (exclusive).
+        targets: the methods to wrap.
+        usage_only: ``usage_only(chunk)`` is true for the usage-only chunk that
+            ``stream_options.include_usage`` adds (hidden when logos_shift injected it).
+        stream_usage_option: the request option that asks for stream usage, if any.
+    """
+
+    name: str
+    package: str
+    min_version: tuple[int, ...]
+    max_version: tuple[int, ...]
+    targets: tuple[Target, ...]
+    usage_only: Callable[[Any], bool] | None = None
+    stream_usage_sources: frozenset[str] = field(default_factory=frozenset)
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """Parse the leading numeric part of a version string (``"1.66.0rc1"`` → ``(1, 66, 0)``).
+
+    Args:
+        text: a version string.
+
+    Returns:
+        The numeric components.
+    """
+    parts: list[int] = []
+    for piece in text.split("."):
+        digits = ""
+        for ch in piece:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            break
+        parts.append(int(digits))
+        if len(digits) != len(piece):
+            break
+    return tuple(parts)
+
+
+__all__ = [
+    "Accumulator",
+    "Assembler",
+    "Builder",
+    "LazyOutput",
+    "Provider",
+    "Target",
+    "parse_version",
+]
