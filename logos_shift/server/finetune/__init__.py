@@ -1,0 +1,1 @@
+"""Fine-tuning: datasets from good calls, backends that train, the offline judge."""

@@ -1,0 +1,1 @@
+"""Statistics: intervals, always-valid sequential bounds, per-variant summaries."""

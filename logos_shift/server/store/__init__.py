@@ -1,0 +1,1 @@
+"""Storage: the database, its schema and migrations, and every query the server makes."""
