@@ -57,7 +57,9 @@ def _outcome(scenario: Callable[[], Any], clients: list[Any]) -> tuple[str, Any]
             return await coro
         finally:
             while clients:
-                await clients.pop().close()
+                closed = clients.pop().close()
+                if inspect.isawaitable(closed):
+                    await closed
 
     try:
         result = scenario()
