@@ -101,6 +101,10 @@ class Tier:
             client = cls(
                 base_url=self.fp.anthropic_base_url, api_key="test", max_retries=retries, **kw
             )
+        return self.track(client)
+
+    def track(self, client: Any) -> Any:
+        """Close ``client`` (an SDK client a framework built) when the scenario ends."""
         self._clients.append(client)
         return client
 
