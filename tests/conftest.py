@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -72,6 +73,49 @@ class _ReprCheck:
 _REPR_CHECK = _ReprCheck()
 
 
+def _openai_helpers_pass_object_reprs() -> bool:
+    """Whether this openai's stream helpers hand ``create`` sentinels whose repr is an object's.
+
+    openai >= 1.9x defaults every unset helper argument to ``omit`` (``<openai.Omit object
+    at 0x…>``); older releases to ``NOT_GIVEN``, which has a repr of its own.
+    """
+    try:
+        from openai.resources.chat.completions import Completions
+    except ImportError:
+        return False
+    stream = getattr(Completions, "stream", None)
+    if stream is None:  # openai 1.x before the helper left beta
+        from openai.resources.beta.chat.completions import Completions as Beta
+
+        stream = Beta.stream
+    default = inspect.signature(stream).parameters["temperature"].default
+    return OBJECT_REPR.search(repr(default)) is not None
+
+
+#: Existing tests whose records hold '<… object at 0x…>' today, by test function name and
+#: parametrize id: issue 11 point 1, the openai SDK's own chat.completions.stream() and
+#: responses.stream() helpers pass ``omit`` for every argument left unset, and the capture
+#: records them.  Whoever fixes point 1 deletes this table (the marker is strict).
+_KNOWN_OBJECT_REPRS: dict[str, Any] = {
+    "test_matrix": lambda pid: pid.startswith("openai-") and "-helper-" in pid,
+    "test_openai_other_methods": lambda pid: True,
+    "test_failure_injection": lambda pid: pid != "capture_start",
+}
+_POINT1 = "issue 11 point 1: the openai stream helpers' `omit` arguments are recorded as reprs"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the known point-1 tests (see ``_KNOWN_OBJECT_REPRS``) with ``object_repr_records``."""
+    if not _openai_helpers_pass_object_reprs():
+        return
+    for item in items:
+        name = getattr(item, "originalname", item.name)
+        known = _KNOWN_OBJECT_REPRS.get(name)
+        callspec = getattr(item, "callspec", None)
+        if known is not None and known(callspec.id if callspec else ""):
+            item.add_marker(pytest.mark.object_repr_records(reason=_POINT1))
+
+
 _FRAMEWORKS = Path(__file__).parent / "frameworks"
 
 
@@ -103,9 +147,10 @@ def pytest_configure(config: pytest.Config) -> None:
     """Install the whole-suite record check and register its marker."""
     config.addinivalue_line(
         "markers",
-        "object_repr_records(reason): this test is known to leave records holding "
-        "'<… object at 0x…>' (a library bug named in reason); strict: the test fails "
-        "once it no longer does, so whoever fixes the bug removes the marker",
+        "object_repr_records(reason, strict=True): this test is known to leave records "
+        "holding '<… object at 0x…>' (a library bug named in reason); strict: the test "
+        "fails once it no longer does, so whoever fixes the bug removes the marker; "
+        "strict=False where a strict xfail test of the same bug carries that duty",
     )
     _serialize.ON_ENCODED = _REPR_CHECK
 
@@ -130,7 +175,7 @@ def _no_object_reprs_in_records(request: pytest.FixtureRequest) -> Iterator[None
     marker = request.node.get_closest_marker("object_repr_records")
     if marker is not None:
         reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
-        if not found:
+        if not found and marker.kwargs.get("strict", True):
             pytest.fail(
                 "marked object_repr_records but no record holds '<… object at 0x…>' any "
                 f"more: remove the marker ({reason})",

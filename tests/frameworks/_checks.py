@@ -162,7 +162,8 @@ def check_call_record(
         placeholders_ok: skip the checks issue 11 point 1 breaks today (SDK sentinels in
             ``input``); a separate strict-xfail test asserts them for the same scenario.
     """
-    assert rec["type"] == "call" and rec["schema"] == 1
+    assert rec["type"] == "call"
+    assert rec["schema"] == 1
     if not placeholders_ok:
         assert not placeholders(rec), placeholders(rec)
     assert rec["provider"] in ("openai", "anthropic")
@@ -179,7 +180,8 @@ def check_call_record(
                     body[key], sort_keys=True
                 ), f"input.{key} differs from what was sent"
     if failed:
-        assert rec["error"] is not None and rec["error"]["type"]
+        assert rec["error"] is not None
+        assert rec["error"]["type"]
     else:
         assert rec["error"] is None, rec["error"]
         assert isinstance(rec["output"], dict)
@@ -201,7 +203,8 @@ def check_export(examples: list[dict[str, Any]]) -> None:
     for ex in examples:
         assert not placeholders(ex), placeholders(ex)
         messages = ex["messages"]
-        assert messages and messages[-1]["role"] == "assistant"
+        assert messages
+        assert messages[-1]["role"] == "assistant"
         for m in messages:
             assert m["role"] in ("system", "user", "assistant", "tool"), m
             content = m.get("content")
@@ -209,14 +212,17 @@ def check_export(examples: list[dict[str, Any]]) -> None:
             if m["role"] == "assistant":
                 assert content is not None or m.get("tool_calls"), m
                 for tc in m.get("tool_calls") or []:
-                    assert tc["type"] == "function" and tc["function"]["name"]
+                    assert tc["type"] == "function"
+                    assert tc["function"]["name"]
                     json.loads(tc["function"]["arguments"])
             elif m["role"] == "tool":
                 assert m.get("tool_call_id")
             else:
-                assert isinstance(content, str) and content, m
+                assert isinstance(content, str), m
+                assert content, m
         for tool in ex.get("tools") or []:
-            assert tool["type"] == "function" and tool["function"]["name"]
+            assert tool["type"] == "function"
+            assert tool["function"]["name"]
 
 
 Scenario = Callable[[], Any]

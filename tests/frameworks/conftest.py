@@ -95,7 +95,9 @@ class Tier:
         """
         if sdk == "openai":
             cls: Any = openai.AsyncOpenAI if is_async else openai.OpenAI
-            client = cls(base_url=self.fp.openai_base_url, api_key="test", max_retries=retries, **kw)
+            client = cls(
+                base_url=self.fp.openai_base_url, api_key="test", max_retries=retries, **kw
+            )
         else:
             cls = anthropic.AsyncAnthropic if is_async else anthropic.Anthropic
             client = cls(

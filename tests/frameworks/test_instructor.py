@@ -1,4 +1,4 @@
-"""instructor (from_openai / from_anthropic, structured output by forced tool calls) under the patch."""
+"""instructor (from_openai / from_anthropic: structured output by forced tool calls), patched."""
 
 from __future__ import annotations
 
@@ -57,7 +57,8 @@ def test_structured_object_is_recorded_as_its_tool_call(tier: Tier, sdk: str) ->
     (rec,) = run.records
     check_call_record(rec, run.requests[0], stream=False)
     ((name, args),) = output_tool_calls(rec)
-    assert name == "Weather" and args == run.value.model_dump()
+    assert name == "Weather"
+    assert args == run.value.model_dump()
     check_export(run.examples)
     (ex,) = run.examples
     assert ex["tools"][0]["function"]["name"] == "Weather"

@@ -88,7 +88,9 @@ def test_structured_output_is_recorded(tier: Tier) -> None:
     check_call_record(rec, run.requests[0], stream=False)
     calls = output_tool_calls(rec)
     parsed = lc.Weather.model_validate(calls[0][1]) if calls else None
-    assert parsed == run.value or lc.Weather.model_validate_json(output_text(rec) or "{}") == run.value
+    assert (
+        parsed == run.value or lc.Weather.model_validate_json(output_text(rec) or "{}") == run.value
+    )
 
 
 def test_server_error_gives_one_error_record(tier: Tier) -> None:
@@ -99,7 +101,8 @@ def test_server_error_gives_one_error_record(tier: Tier) -> None:
         return lc.invoke(_llm(tier))
 
     run = tier.run(scenario)
-    assert run.patched[0] == "raised" and run.patched[1][1] == 500
+    assert run.patched[0] == "raised"
+    assert run.patched[1][1] == 500
     (rec,) = run.records
     check_call_record(rec, run.requests[0], stream=False, failed=True)
     assert run.examples == []
@@ -142,7 +145,8 @@ def test_cancelled_ainvoke_is_recorded(tier: Tier) -> None:
     run = tier.run(scenario)
     assert run.value == "timed out"
     (rec,) = run.records
-    assert rec["error"] is not None and rec["error"]["type"] == "CancelledError"
+    assert rec["error"] is not None
+    assert rec["error"]["type"] == "CancelledError"
     assert not placeholders(rec)
 
 

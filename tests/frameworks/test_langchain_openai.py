@@ -20,7 +20,10 @@ POINT5 = (
 def _llm(tier: Tier, retries: int = 0, **kw: Any) -> ChatOpenAI:
     # Clients of this run: LangChain's own defaults are cached per base URL for the
     # process, and an async one cannot outlive the event loop of the plain run.
-    sync, aio = tier.client("openai", is_async=False, retries=retries), tier.client("openai", retries=retries)
+    sync, aio = (
+        tier.client("openai", is_async=False, retries=retries),
+        tier.client("openai", retries=retries),
+    )
     return ChatOpenAI(
         model="gpt-4o-mini",
         api_key="test",  # type: ignore[arg-type]
@@ -92,7 +95,8 @@ def test_server_error_gives_one_error_record(tier: Tier) -> None:
         return lc.invoke(_llm(tier))
 
     run = tier.run(scenario)
-    assert run.patched[0] == "raised" and run.patched[1][1] == 500
+    assert run.patched[0] == "raised"
+    assert run.patched[1][1] == 500
     (rec,) = run.records
     check_call_record(rec, run.requests[0], stream=False, failed=True)
     assert run.examples == []
@@ -137,7 +141,8 @@ def test_cancelled_ainvoke_is_recorded(tier: Tier) -> None:
     run = tier.run(scenario)
     assert run.value == "timed out"
     (rec,) = run.records
-    assert rec["error"] is not None and rec["error"]["type"] == "CancelledError"
+    assert rec["error"] is not None
+    assert rec["error"]["type"] == "CancelledError"
     assert not placeholders(rec)
 
 

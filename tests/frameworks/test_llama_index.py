@@ -114,7 +114,9 @@ def test_structured_predict_is_recorded(tier: Tier) -> None:
     """structured_predict: one record whose answer is what llama-index parsed."""
 
     def scenario() -> Any:
-        return _llm(tier).structured_predict(Weather, PromptTemplate("Weather in {city}?"), city="x")
+        return _llm(tier).structured_predict(
+            Weather, PromptTemplate("Weather in {city}?"), city="x"
+        )
 
     run = tier.run(scenario)
     assert isinstance(run.value, Weather)

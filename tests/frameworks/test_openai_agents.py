@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+from importlib.metadata import version
 from typing import Any
 
 import pytest
@@ -18,6 +20,11 @@ from pydantic import BaseModel
 from ._checks import check_call_record, check_export, output_text, output_tool_calls, placeholders
 from .conftest import Tier
 
+#: Whether this release streams the Responses API through with_streaming_response (0.2x
+#: does; 0.1.0 calls responses.create(stream=True), which is captured correctly).
+STREAMS_RAW = "with_streaming_response" in inspect.getsource(OpenAIResponsesModel)
+AGENTS_VERSION = tuple(int(p) for p in version("openai-agents").split(".")[:2])
+
 # The SDK would otherwise export traces to api.openai.com from a background thread.
 set_tracing_disabled(True)
 
@@ -28,6 +35,11 @@ POINT2 = (
     "issue 11 point 2: Runner.run_streamed reads the stream through with_streaming_response; "
     "the record has no output, response_id or stream status"
 )
+
+#: The main tests check everything but point 1, which the strict xfail tests
+#: ``test_records_hold_no_sdk_placeholders`` assert (old releases pass NOT_GIVEN, whose
+#: repr is no object repr, so the suite-wide check's marker is not strict here).
+KNOWN_POINT1 = pytest.mark.object_repr_records(reason=POINT1, strict=False)
 
 
 class Weather(BaseModel):
@@ -71,7 +83,7 @@ async def _streamed(agent: Agent[Any], prompt: str) -> dict[str, Any]:
 # -- text ---------------------------------------------------------------------
 
 
-@pytest.mark.object_repr_records(reason=POINT1)
+@KNOWN_POINT1
 @pytest.mark.parametrize("api", ["responses", "chat"])
 def test_text_reply_gives_one_record_per_request(tier: Tier, api: str) -> None:
     """Runner.run: one record, its output the agent's final output, its id the model's."""
@@ -111,7 +123,7 @@ def test_records_hold_no_sdk_placeholders(tier: Tier, api: str) -> None:
 # -- tools and structured output ----------------------------------------------
 
 
-@pytest.mark.object_repr_records(reason=POINT1)
+@KNOWN_POINT1
 @pytest.mark.parametrize("api", ["responses", "chat"])
 def test_tool_call_turns_give_a_record_each(tier: Tier, api: str) -> None:
     """A tool round trip is two requests: the tool call, then the answer; two records."""
@@ -134,7 +146,7 @@ def test_tool_call_turns_give_a_record_each(tier: Tier, api: str) -> None:
         ]
 
 
-@pytest.mark.object_repr_records(reason=POINT1)
+@KNOWN_POINT1
 def test_structured_output_is_recorded_as_the_json_the_agent_parsed(tier: Tier) -> None:
     """output_type=Model: the recorded text is the JSON the agent turned into the object."""
 
@@ -152,7 +164,12 @@ def test_structured_output_is_recorded_as_the_json_the_agent_parsed(tier: Tier) 
 # -- streaming ----------------------------------------------------------------
 
 
-@pytest.mark.object_repr_records(reason=POINT1)
+@KNOWN_POINT1
+@pytest.mark.skipif(
+    AGENTS_VERSION < (0, 2),
+    reason="openai-agents 0.1.0's chat-completions stream fails on openai 1.109 (ValidationError), "
+    "with or without logos_shift",
+)
 def test_chat_model_stream_is_recorded_completed(tier: Tier) -> None:
     """run_streamed on the Chat Completions model: one completed stream record."""
     run = tier.run(lambda: _streamed(_agent(tier, "chat"), PROMPT))
@@ -163,7 +180,7 @@ def test_chat_model_stream_is_recorded_completed(tier: Tier) -> None:
     check_export(run.examples)
 
 
-@pytest.mark.xfail(strict=True, reason=POINT2)
+@pytest.mark.xfail(STREAMS_RAW, strict=True, reason=POINT2)
 def test_responses_stream_is_recorded_completed(tier: Tier) -> None:
     """run_streamed on the Responses model: a completed stream record with output and id."""
     run = tier.run(lambda: _streamed(_agent(tier), PROMPT))
@@ -173,17 +190,20 @@ def test_responses_stream_is_recorded_completed(tier: Tier) -> None:
     assert output_text(rec) == run.value["final_output"]
 
 
-@pytest.mark.object_repr_records(reason=POINT1)
+@KNOWN_POINT1
 def test_responses_stream_gives_one_record_and_the_same_result(tier: Tier) -> None:
     """What holds today on the Responses stream: same events, one record of the request."""
     run = tier.run(lambda: _streamed(_agent(tier), PROMPT))
     assert "".join(run.value["deltas"]) == f"Echo: {PROMPT}"
     (rec,) = run.records
-    assert rec["source"] == "openai.responses" and rec["error"] is None
+    assert rec["source"] == "openai.responses"
+    assert rec["error"] is None
     assert rec["input"]["input"] == run.requests[0].body["input"]
 
 
-@pytest.mark.xfail(strict=True, reason=POINT2 + "; a dropped connection is recorded as a success")
+@pytest.mark.xfail(
+    STREAMS_RAW, strict=True, reason=POINT2 + "; a dropped connection is recorded as a success"
+)
 def test_responses_stream_cut_short_is_recorded_as_an_error(tier: Tier) -> None:
     """A stream the server drops mid-way: the framework raises, the record says error."""
 
@@ -200,7 +220,7 @@ def test_responses_stream_cut_short_is_recorded_as_an_error(tier: Tier) -> None:
 # -- errors and retries -------------------------------------------------------
 
 
-@pytest.mark.object_repr_records(reason=POINT1)
+@KNOWN_POINT1
 @pytest.mark.parametrize("api", ["responses", "chat"])
 def test_server_error_gives_one_error_record(tier: Tier, api: str) -> None:
     """A 500 the agent raises: one record with the error and its status."""
@@ -213,11 +233,12 @@ def test_server_error_gives_one_error_record(tier: Tier, api: str) -> None:
     assert run.patched == ("raised", ("InternalServerError", 500))
     (rec,) = run.records
     check_call_record(rec, run.requests[0], stream=False, failed=True, placeholders_ok=True)
-    assert rec["error"]["status"] == 500 and rec["output"] is None
+    assert rec["error"]["status"] == 500
+    assert rec["output"] is None
     assert run.examples == []
 
 
-@pytest.mark.object_repr_records(reason=POINT1)
+@KNOWN_POINT1
 def test_rate_limit_retried_by_the_sdk_is_one_record(tier: Tier) -> None:
     """A 429 then a 200 (the SDK's own retry): one successful record."""
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
 from pydantic_ai import Agent
 from pydantic_ai.messages import ModelResponse
+from pydantic_ai.models import anthropic as _anthropic_model
 from pydantic_ai.models.anthropic import AnthropicModel
 from pydantic_ai.models.openai import OpenAIChatModel, OpenAIResponsesModel
 from pydantic_ai.providers.anthropic import AnthropicProvider
@@ -21,11 +23,20 @@ PROMPT = "one two three"
 #: sends without streaming, so pydantic-ai's non-streaming request is refused client-side.
 BIG_ANTHROPIC = "claude-sonnet-4-5"
 SMALL = {"max_tokens": 256}
+#: Whether this release retries streaming when the SDK refuses a non-streaming request
+#: (2.x); 1.0.0 streams or not by its own rule and never meets the refusal.
+RETRIES_REFUSED = "Streaming is required" in inspect.getsource(_anthropic_model)
+NO_REFUSAL = "this pydantic-ai release never sends a request the anthropic SDK refuses"
 POINT1 = "issue 11 point 1: pydantic-ai passes `omit` for unset options; recorded as object reprs"
 POINT3 = (
     "issue 11 point 3: the anthropic SDK refuses the non-streaming request client-side and "
     "pydantic-ai retries streaming; the refused call leaves an extra error record"
 )
+
+#: The main tests check everything but point 1, which the strict xfail tests
+#: ``test_records_hold_no_sdk_placeholders`` assert (old releases pass NOT_GIVEN, whose
+#: repr is no object repr, so the suite-wide check's marker is not strict here).
+KNOWN_POINT1 = pytest.mark.object_repr_records(reason=POINT1, strict=False)
 
 
 class Weather(BaseModel):
@@ -57,7 +68,7 @@ def _summary(result: Any) -> dict[str, Any]:
 KINDS = ["chat", "responses", "anthropic"]
 
 
-@pytest.mark.object_repr_records(reason=POINT1)
+@KNOWN_POINT1
 @pytest.mark.parametrize("kind", KINDS)
 def test_text_reply_gives_one_record(tier: Tier, kind: str) -> None:
     """agent.run: one record whose text is the agent's output and whose id is the model's."""
@@ -94,7 +105,7 @@ def test_records_hold_no_sdk_placeholders(tier: Tier, kind: str) -> None:
     check_export(run.examples)
 
 
-@pytest.mark.object_repr_records(reason=POINT1)
+@KNOWN_POINT1
 @pytest.mark.parametrize("kind", KINDS)
 def test_stream_is_recorded_completed(tier: Tier, kind: str) -> None:
     """agent.run_stream: one completed stream record holding the streamed text."""
@@ -113,7 +124,7 @@ def test_stream_is_recorded_completed(tier: Tier, kind: str) -> None:
     assert output_text(rec) == run.value["output"]
 
 
-@pytest.mark.object_repr_records(reason=POINT1)
+@KNOWN_POINT1
 @pytest.mark.parametrize("kind", KINDS)
 def test_tool_call_round_trip_gives_two_records(tier: Tier, kind: str) -> None:
     """A tool call, then the answer: two records, the first holding the call and its arguments."""
@@ -140,7 +151,7 @@ def test_tool_call_round_trip_gives_two_records(tier: Tier, kind: str) -> None:
         assert len(run.examples) == 2
 
 
-@pytest.mark.object_repr_records(reason=POINT1)
+@KNOWN_POINT1
 @pytest.mark.parametrize("kind", KINDS)
 def test_structured_output_tool_is_recorded(tier: Tier, kind: str) -> None:
     """output_type=Model goes through the output tool: the record holds its arguments."""
@@ -153,11 +164,11 @@ def test_structured_output_tool_is_recorded(tier: Tier, kind: str) -> None:
     assert isinstance(run.value["output"], Weather)
     (rec,) = run.records
     check_call_record(rec, run.requests[0], stream=False, placeholders_ok=True)
-    ((name, args),) = output_tool_calls(rec)
+    ((_name, args),) = output_tool_calls(rec)
     assert Weather.model_validate(args) == run.value["output"]
 
 
-@pytest.mark.object_repr_records(reason=POINT1)
+@KNOWN_POINT1
 @pytest.mark.parametrize("kind", KINDS)
 def test_server_error_gives_one_error_record(tier: Tier, kind: str) -> None:
     """A 500 the agent raises: one error record with its status, nothing exported."""
@@ -174,7 +185,7 @@ def test_server_error_gives_one_error_record(tier: Tier, kind: str) -> None:
     assert run.examples == []
 
 
-@pytest.mark.object_repr_records(reason=POINT1)
+@KNOWN_POINT1
 @pytest.mark.parametrize("kind", ["chat", "anthropic"])
 def test_rate_limit_retried_by_the_sdk_is_one_record(tier: Tier, kind: str) -> None:
     """A 429 then a 200 (the SDK's retry): one successful record."""
@@ -202,18 +213,21 @@ def _big_model_scenario(tier: Tier) -> Any:
     return scenario
 
 
-@pytest.mark.object_repr_records(reason=POINT1)
+@KNOWN_POINT1
+@pytest.mark.skipif(not RETRIES_REFUSED, reason=NO_REFUSAL)
 def test_refused_then_streamed_request_gives_the_same_result(tier: Tier) -> None:
     """What holds today: pydantic-ai's result is unchanged and the streamed request is recorded."""
     run = tier.run(_big_model_scenario(tier))
     assert run.value["output"] == f"Echo: {PROMPT}"
-    assert len(run.requests) == 1 and run.requests[0].body["stream"] is True
+    assert len(run.requests) == 1
+    assert run.requests[0].body["stream"] is True
     streamed = [r for r in run.records if r["stream"] is not None]
     assert len(streamed) == 1
     check_call_record(streamed[0], run.requests[0], stream=True, placeholders_ok=True)
 
 
-@pytest.mark.object_repr_records(reason=POINT1)
+@KNOWN_POINT1
+@pytest.mark.skipif(not RETRIES_REFUSED, reason=NO_REFUSAL)
 @pytest.mark.xfail(strict=True, reason=POINT3)
 def test_request_refused_by_the_sdk_leaves_no_error_record(tier: Tier) -> None:
     """One request reached the provider: one record, and no error any statistic would count."""
