@@ -2,17 +2,194 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 import os
+import re
+import threading
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from logos_shift import _guard
 from logos_shift._capture import scope
+from logos_shift._transport import serialize as _serialize
 from logos_shift._transport.worker import WORKER
 
 # The public fake provider fixture, as users enable it in their own suites.
 pytest_plugins = ["logos_shift.testing"]
+
+#: The default ``repr`` of an object: what a record must never hold (issue 11).
+OBJECT_REPR = re.compile(r"<[^<>\"]*? object at 0x[0-9a-fA-F]+>")
+_OBJECT_REPR_BYTES = re.compile(rb"<[^<>\"]*? object at 0x[0-9a-fA-F]+>")
+
+
+def placeholder_fields(tree: Any, path: str = "$") -> list[str]:
+    """Return ``"path: text"`` for every key or string in ``tree`` holding an object repr."""
+    found: list[str] = []
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            if OBJECT_REPR.search(str(key)):
+                found.append(f"{path} (key): {key}")
+            found.extend(placeholder_fields(value, f"{path}.{key}"))
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            found.extend(placeholder_fields(value, f"{path}[{i}]"))
+    elif isinstance(tree, str) and OBJECT_REPR.search(tree):
+        found.append(f"{path}: {tree[:200]}")
+    return found
+
+
+class _ReprCheck:
+    """Collects the records encoded in this process that hold ``<… object at 0x…>``.
+
+    Installed as :data:`logos_shift._transport.serialize.ON_ENCODED`, so it sees every record
+    on its way to any sink (memory, local copy, server) on the background thread.
+    A cheap bytes search runs per record; only a hit is decoded to name the field.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.found: list[str] = []
+
+    def __call__(self, line: bytes) -> None:
+        if _OBJECT_REPR_BYTES.search(line) is None:
+            return
+        try:
+            tree = json.loads(line)
+            where = f"{tree.get('type')} record from {tree.get('source') or tree.get('function')}"
+            hits = placeholder_fields(tree)
+        except Exception as exc:  # never break the worker thread; still report
+            where, hits = "record", [f"(undecodable: {exc!r})"]
+        with self.lock:
+            self.found.extend(f"{where}: {hit}" for hit in hits)
+
+    def take(self) -> list[str]:
+        with self.lock:
+            found, self.found = self.found, []
+        return found
+
+
+_REPR_CHECK = _ReprCheck()
+
+
+def _openai_helpers_pass_object_reprs() -> bool:
+    """Whether this openai's stream helpers hand ``create`` sentinels whose repr is an object's.
+
+    openai >= 1.9x defaults every unset helper argument to ``omit`` (``<openai.Omit object
+    at 0x…>``); older releases to ``NOT_GIVEN``, which has a repr of its own.
+    """
+    try:
+        from openai.resources.chat.completions import Completions
+    except ImportError:
+        return False
+    stream = getattr(Completions, "stream", None)
+    if stream is None:  # openai 1.x before the helper left beta
+        from openai.resources.beta.chat.completions import Completions as Beta
+
+        stream = Beta.stream
+    default = inspect.signature(stream).parameters["temperature"].default
+    return OBJECT_REPR.search(repr(default)) is not None
+
+
+#: Existing tests whose records hold '<… object at 0x…>' today, by test function name and
+#: parametrize id: issue 11 point 1, the openai SDK's own chat.completions.stream() and
+#: responses.stream() helpers pass ``omit`` for every argument left unset, and the capture
+#: records them.  Whoever fixes point 1 deletes this table (the marker is strict).
+_KNOWN_OBJECT_REPRS: dict[str, Any] = {
+    "test_matrix": lambda pid: pid.startswith("openai-") and "-helper-" in pid,
+    "test_openai_other_methods": lambda pid: True,
+    "test_failure_injection": lambda pid: pid != "capture_start",
+}
+_POINT1 = "issue 11 point 1: the openai stream helpers' `omit` arguments are recorded as reprs"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the known point-1 tests (see ``_KNOWN_OBJECT_REPRS``) with ``object_repr_records``."""
+    if not _openai_helpers_pass_object_reprs():
+        return
+    for item in items:
+        name = getattr(item, "originalname", item.name)
+        known = _KNOWN_OBJECT_REPRS.get(name)
+        callspec = getattr(item, "callspec", None)
+        if known is not None and known(callspec.id if callspec else ""):
+            item.add_marker(pytest.mark.object_repr_records(reason=_POINT1))
+
+
+_FRAMEWORKS = Path(__file__).parent / "frameworks"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--frameworks``: collect the framework tier (``make test-frameworks`` passes it)."""
+    parser.addoption(
+        "--frameworks",
+        action="store_true",
+        help="collect tests/frameworks (real agent frameworks; needs their environments, "
+        "see `make test-frameworks`)",
+    )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Leave the framework tier out of the default run: its frameworks live in other venvs."""
+    if collection_path == _FRAMEWORKS and not config.getoption("--frameworks"):
+        return True
+    return None
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """Say why tests/frameworks is not collected, once, instead of skipping each test."""
+    if config.getoption("--frameworks"):
+        return None
+    return "tests/frameworks not collected: the framework tier runs with `make test-frameworks`"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Install the whole-suite record check and register its marker."""
+    config.addinivalue_line(
+        "markers",
+        "object_repr_records(reason, strict=True): this test is known to leave records "
+        "holding '<… object at 0x…>' (a library bug named in reason); strict: the test "
+        "fails once it no longer does, so whoever fixes the bug removes the marker; "
+        "strict=False where a strict xfail test of the same bug carries that duty",
+    )
+    _serialize.ON_ENCODED = _REPR_CHECK
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the record check."""
+    if _serialize.ON_ENCODED is _REPR_CHECK:
+        _serialize.ON_ENCODED = None
+
+
+@pytest.fixture(autouse=True)
+def _no_object_reprs_in_records(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test whose records hold ``<… object at 0x…>`` anywhere (issue 11).
+
+    Runs its check after every instance was shut down (``_shutdown_clients``
+    depends on it, so its teardown comes first), when every record the test
+    made has been encoded.
+    """
+    _REPR_CHECK.take()  # a previous test's stragglers are that test's problem, reported there
+    yield
+    found = _REPR_CHECK.take()
+    marker = request.node.get_closest_marker("object_repr_records")
+    if marker is not None:
+        reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+        if not found and marker.kwargs.get("strict", True):
+            pytest.fail(
+                "marked object_repr_records but no record holds '<… object at 0x…>' any "
+                f"more: remove the marker ({reason})",
+                pytrace=False,
+            )
+        return
+    if found:
+        shown = "\n  ".join(found[:20])
+        more = f"\n  … and {len(found) - 20} more" if len(found) > 20 else ""
+        pytest.fail(
+            f"{len(found)} record field(s) hold an object repr:\n  {shown}{more}", pytrace=False
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +211,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPat
 
 
 @pytest.fixture(autouse=True)
-def _shutdown_clients() -> Iterator[None]:
+def _shutdown_clients(_no_object_reprs_in_records: None) -> Iterator[None]:
     """Shut down every instance a test created and reset the default."""
     yield
     with WORKER.lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -68,3 +69,17 @@ def test_rollout_policy_table_lists_every_key() -> None:
         else:
             continue
         assert f"| `{field.name}` | `{shown}` |" in README, (field.name, shown)
+
+
+def test_frameworks_table_lists_the_tested_versions() -> None:
+    """Each framework pinned for ``make test-frameworks`` is in the README with its version."""
+    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    section = README.split("## Frameworks", 1)[1].split("\n## ", 1)[0]
+    frameworks = ("openai-agents", "pydantic-ai-slim", "langchain-openai", "langchain-anthropic",
+                  "instructor", "llama-index-llms-openai")  # fmt: skip
+    pins = re.findall(r"'([a-z-]+)(?:\[[^]]*\])?==([0-9.]+)'", makefile)
+    tested = {(name, version) for name, version in pins if name in frameworks}
+    assert {name for name, _ in tested} == set(frameworks)
+    for name, version in tested:
+        row = next(line for line in section.splitlines() if line.startswith(f"| `{name}` |"))
+        assert f"| {version} |" in row, (name, version, row)

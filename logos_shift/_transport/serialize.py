@@ -18,7 +18,7 @@ import json
 import math
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
@@ -30,6 +30,11 @@ _SCALARS = (str, int, bool, type(None))
 
 #: Placeholders emitted in this process, by kind (e.g. ``cycle``, ``repr_error``).
 PLACEHOLDERS: Counter[str] = Counter()
+
+#: Test hook: when set, called with the JSON of every record encoded for any sink
+#: (before the size cap).  The test suite uses it to fail a test whose records
+#: hold ``<… object at 0x…>``; None in production.
+ON_ENCODED: Callable[[bytes], None] | None = None
 
 
 def to_jsonable(value: Any) -> Any:
@@ -168,6 +173,8 @@ def encode_record(record: dict[str, Any], max_bytes: int) -> bytes:
     _guard.fault("serialize")
     tree = to_jsonable(record)
     data = dumps(tree)
+    if ON_ENCODED is not None:
+        ON_ENCODED(data)
     if len(data) <= max_bytes:
         return data
     return _truncate(tree, len(data), max_bytes)
