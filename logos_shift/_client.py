@@ -55,6 +55,11 @@ class LogosShift:
             changed) record, or ``None`` to drop it.
         sink: an extra local destination that receives every batch, such as
             :class:`logos_shift.MemorySink` (see :class:`logos_shift.Sink`).
+        wait_for_config: with a ``server_url``, how many seconds the constructor
+            waits for the first routing config from the server, so the first
+            calls are routed (default 2.0; 0 = don't wait).  It returns as soon
+            as the server answered or the fetch failed; it never waits without
+            a server, and a routes file is read at once.
         **settings: any other setting of the README's configuration table.
 
     Raises:
@@ -84,6 +89,7 @@ class LogosShift:
         *,
         redact: Redact | None = None,
         sink: Sink | None = None,
+        wait_for_config: float | None = None,
         **settings: Any,
     ) -> None:
         args = {"api_key": api_key, "server_url": server_url, "filename": filename,
@@ -116,8 +122,9 @@ class LogosShift:
         self._channel = Channel(s, file, http, spool, sink, prepare)
         self._instance = Instance(s, self._channel, self)
         WORKER.add(self._channel)
+        wait = _wait_seconds(wait_for_config, s)
         with _guard.guard("router.init"):
-            self._start_router()
+            self._start_router(wait)
         _scope.set_default_if_unset(self._instance)
 
     # -- capture -------------------------------------------------------------
@@ -303,12 +310,14 @@ class LogosShift:
         finally:
             _scope.set_default(previous)
 
-    def _start_router(self) -> None:
+    def _start_router(self, wait: float) -> None:
         """Build the router when routes come from a file or the server.
 
         The config is polled by the shared background thread (never on the
         call path); a local file is read once right here so the first call is
         already routed, and the server's last good config is loaded from disk.
+        With a server, the constructor then waits up to ``wait`` seconds for the
+        background thread's first fetch, so the first calls are routed too.
         """
         s = self.settings
         if s.routes is None and s.server_url is None:
@@ -318,12 +327,27 @@ class LogosShift:
         router = Router.from_settings(s)
         self._instance.router = router
         _routers.add(router)
+        if s.routes is not None and not os.path.exists(s.routes):
+            logger.warning(
+                "logos_shift: routes file %s does not exist (yet): every call keeps its own "
+                "model until it appears (it is checked about once a second)",
+                os.path.abspath(s.routes),
+            )
 
         def poll(now: float) -> float:
             due = router.poll(now)
             return max(0.05, min(due - now, 3600.0))
 
         WORKER.add_task(id(self), poll)
+        if wait > 0 and s.routes is None:
+            WORKER.notify()  # start the thread now: its first task run is the fetch
+            if not router.wait_for_first_poll(wait):
+                logger.warning(
+                    "logos_shift: no routing config from %s within wait_for_config=%gs; "
+                    "calls use the last saved config or their own model until it arrives",
+                    s.server_url,
+                    wait,
+                )
 
     def _stop_router(self) -> None:
         """Stop polling route config."""
@@ -337,6 +361,19 @@ class LogosShift:
     def router(self) -> Any:
         """The router of this instance, or ``None`` without routes."""
         return self._instance.router
+
+
+#: Default of ``wait_for_config`` when a server URL is set (seconds).
+DEFAULT_WAIT_FOR_CONFIG = 2.0
+
+
+def _wait_seconds(wait: object, s: _settings.Settings) -> float:
+    """How long the constructor waits for the server's first routing config."""
+    if wait is None:
+        return DEFAULT_WAIT_FOR_CONFIG if s.server_url and s.routes is None else 0.0
+    if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not wait >= 0:
+        raise ValueError(f"wait_for_config must be a number of seconds >= 0, got {wait!r}")
+    return float(wait)
 
 
 def _check_variants(variants: object) -> None:
@@ -374,6 +411,8 @@ def init(
     server_url: str | None = None,
     filename: str | None = None,
     routes: str | None = None,
+    *,
+    wait_for_config: float | None = None,
     **settings: Any,
 ) -> LogosShift:
     """Create a :class:`LogosShift` and make it the default instance.
@@ -381,6 +420,11 @@ def init(
     The default instance receives SDK calls captured by ``patch_openai()``
     and friends, and :func:`provide_feedback` calls.  Arguments override the
     ``LOGOS_SHIFT_*`` environment variables, which override the defaults.
+
+    With a ``server_url``, ``init`` waits up to ``wait_for_config`` seconds
+    (default 2.0) for the server's routing config, so the first calls of the
+    process are already routed; it returns as soon as the server answered (or
+    could not be reached), and never waits without a server.
 
     Returns:
         The new instance.
@@ -397,7 +441,7 @@ def init(
         True
     """
     client = LogosShift(api_key=api_key, server_url=server_url, filename=filename,
-                        routes=routes, **settings)  # fmt: skip
+                        routes=routes, wait_for_config=wait_for_config, **settings)  # fmt: skip
     _scope.set_default(client._instance)
     return client
 

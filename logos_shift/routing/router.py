@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -77,6 +78,9 @@ class Router:
         self._cache: dict[tuple[str, object], tuple[float, float]] = {}
         self._board = _breaker.BreakerBoard()
         self._due = 0.0
+        # Set once the server source's first poll has finished (answered or failed):
+        # what wait_for_first_poll() waits for at start-up.
+        self._first_poll = threading.Event()
         self.source: ConfigPoller | None = None
         if routes is not None:
             self.source = FileSource(routes, self.set_config, interval=file_check_seconds)
@@ -94,6 +98,8 @@ class Router:
         if isinstance(self.source, FileSource):
             # A local file is cheap to read: load it before the first call.
             self._due = self.source.poll_once(self._clock(), force=True)
+        if not isinstance(self.source, ServerSource):
+            self._first_poll.set()  # nothing to wait for
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Router:
@@ -261,8 +267,11 @@ class Router:
         now = self._clock() if now is None else now
         # If the guard swallows an error (production), try again in a while.
         due = now + 30.0
-        with _guard.guard("router.poll"):
-            due = self.source.poll_once(now)
+        try:
+            with _guard.guard("router.poll"):
+                due = self.source.poll_once(now)
+        finally:
+            self._first_poll.set()
         self._due = due
         return due
 
@@ -273,7 +282,25 @@ class Router:
     def refresh_now(self) -> None:
         """Poll the config source at once, ignoring its schedule (tests, CLI)."""
         if self.source is not None:
-            self._due = self.source.poll_once(self._clock(), force=True)
+            try:
+                self._due = self.source.poll_once(self._clock(), force=True)
+            finally:
+                self._first_poll.set()
+
+    def wait_for_first_poll(self, timeout: float) -> bool:
+        """Wait until the server's config has been fetched once (or that fetch failed).
+
+        The background thread makes the fetch; this only waits for it, at most
+        ``timeout`` seconds.  Returns at once for a routes file (read in the
+        constructor) or no source.
+
+        Args:
+            timeout: the most seconds to wait.
+
+        Returns:
+            True when the first poll has finished, False on the timeout.
+        """
+        return self._first_poll.wait(max(0.0, timeout))
 
     # -- introspection -------------------------------------------------------
 

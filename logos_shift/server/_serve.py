@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import signal
 import socket
@@ -17,7 +19,7 @@ from fastapi import FastAPI
 from . import _logging
 from .app import create_app
 from .deps import Limits
-from .store.db import Database
+from .store.db import Database, normalise_url, sqlite_path
 from .store.migrations import migrate
 
 
@@ -44,6 +46,46 @@ _ENV_URL = "LOGOS_SHIFT_SERVER_DATABASE_URL"
 _ENV_LOG = "LOGOS_SHIFT_SERVER_LOG_LEVEL"
 
 
+class PortInUse(OSError):
+    """The server's address is taken (another server, or another program, listens there)."""
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind and listen on ``host:port`` before anything else starts.
+
+    Binding first means a port in use is the first and only thing reported,
+    instead of an error after "server started" in the logs.
+
+    Args:
+        host: interface to bind.
+        port: TCP port (0 picks a free one).
+
+    Returns:
+        The listening socket.
+
+    Raises:
+        PortInUse: the address is already in use.
+        OSError: another binding problem (e.g. an unknown host, a port below 1024).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(
+                exc.errno,
+                f"port {port} on {host} is already in use (another logos-shift server? "
+                f"stop it, or choose another port with --port)",
+            ) from None
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def app_from_env() -> FastAPI:
     """Build the app in a uvicorn worker process (``--workers`` > 1).
 
@@ -61,6 +103,7 @@ def run(
     log_level: str = "info",
     limits: Limits | None = None,
     workers: int = 1,
+    sock: socket.socket | None = None,
 ) -> None:
     """Run the server in the foreground until SIGINT/SIGTERM (graceful shutdown).
 
@@ -72,8 +115,25 @@ def run(
         limits: request limits (single-process mode only).
         workers: uvicorn worker processes; more than 1 uses every core for
             JSON parsing and validation (SQLite still has one writer at a time).
+        sock: a socket from :func:`bind` to serve on (default: bind ``host:port``
+            here, before the database is opened).
+
+    Raises:
+        PortInUse: ``host:port`` is taken.
     """
+    if sock is None:
+        sock = bind(host, port)
+    if workers > 1:
+        # uvicorn's supervisor binds the address itself: the check above is
+        # released just before (a program taking the port in between is reported
+        # by uvicorn).
+        sock.close()
     _logging.configure(log_level)
+    path = sqlite_path(normalise_url(database_url))
+    if path is not None and not path.exists():
+        logging.getLogger("logos_shift.server").info(
+            "creating a new database", extra={"path": str(path)}
+        )
     if threading.current_thread() is threading.main_thread():
         # uvicorn re-raises the stop signal once it has shut down; answering
         # it with SystemExit(0) makes a graceful stop exit with status 0.
@@ -99,8 +159,11 @@ def run(
             timeout_graceful_shutdown=30,
         )
         return
-    app = create_app(database_url, limits=limits)
-    uvicorn.Server(_config(app, host, port, log_level)).run()
+    try:
+        app = create_app(database_url, limits=limits)
+        uvicorn.Server(_config(app, host, port, log_level)).run(sockets=[sock])
+    finally:
+        sock.close()
 
 
 @dataclass

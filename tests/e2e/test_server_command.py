@@ -37,9 +37,15 @@ def test_keys_create_list_revoke(db_url: str, capsys: pytest.CaptureFixture[str]
         assert (principal.project, principal.scope) == ("acme", "ingest")
         assert main(["keys", "list", "--database-url", db_url]) == 0
         listing = capsys.readouterr().out
-        assert "acme\tingest" in listing
+        assert listing.splitlines()[0].split() == ["ID", "PROJECT", "SCOPE", "KEY", "CREATED",
+                                                   "STATE"]  # fmt: skip
+        assert "acme" in listing and "ingest" in listing
         assert key not in listing
-        key_id = int(listing.split("\t")[0])
+        assert main(["keys", "list", "--json", "--database-url", db_url]) == 0
+        (listed,) = json.loads(capsys.readouterr().out)
+        assert (listed["project"], listed["scope"], listed["revoked"]) == ("acme", "ingest", False)
+        assert key.startswith(listed["prefix"])
+        key_id = listed["id"]
         assert main(["keys", "revoke", str(key_id), "--database-url", db_url]) == 0
         assert authenticate(db, key) is None
         assert main(["keys", "revoke", str(key_id), "--database-url", db_url]) == 1

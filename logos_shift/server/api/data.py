@@ -1,4 +1,5 @@
-"""HTTP endpoints for reading data: datasets, calls, export, route stats, prices."""
+"""HTTP endpoints for reading data: datasets, calls, one call, waiting feedback, export,
+route stats, prices."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from logos_shift.server.errors import ApiError
 from logos_shift.server.stats import variants as _stats
 from logos_shift.server.store import prices as _prices
 from logos_shift.server.store import queries as _queries
+from logos_shift.server.store import routes as _routes
 from logos_shift.server.store.records import parse_ts
 
 from .models import PriceIn, RouteName
@@ -63,7 +65,19 @@ def add_routes(router: APIRouter) -> None:
     def route_stats(
         route: RouteName, principal: AdminKey, db: DB, since: Since = None, until: Until = None
     ) -> dict[str, Any]:
-        """Per-variant calls, feedback and success rates (Wilson 95 %), errors, latency, cost."""
+        """Per-variant calls, feedback and success rates (Wilson 95 %), errors, latency, cost.
+
+        404 for a route that is neither configured nor named by any call (a typo).
+        """
+        if _routes.get_route(db, principal.project_id, route) is None and not (
+            _queries.route_has_calls(db, principal.project_id, route)
+        ):
+            known = sorted(_routes.list_routes(db, principal.project_id))
+            raise ApiError(
+                404,
+                f"no route {route!r} in this project (no route config and no call names it); "
+                f"known routes: {', '.join(known) if known else 'none yet'}",
+            )
         rows = _queries.stats_rows(
             db,
             principal.project_id,
@@ -112,13 +126,42 @@ def add_routes(router: APIRouter) -> None:
         min_score: MinScore = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         cursor: Annotated[str | None, Query(max_length=1024)] = None,
+        order: Annotated[
+            Literal["oldest", "newest"],
+            Query(description="`oldest` first (default) or `newest` first."),
+        ] = "oldest",
     ) -> dict[str, Any]:
-        """A page of the dataset's calls, oldest first; pass `next_cursor` for the next."""
+        """A page of the dataset's calls, oldest (or newest) first; pass `next_cursor` on."""
         f = _filter(name, since, until, outcome, variant, model, min_score)
         try:
-            return _queries.list_calls(db, principal.project_id, f, cursor, limit)
+            return _queries.list_calls(
+                db, principal.project_id, f, cursor, limit, newest_first=order == "newest"
+            )
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
+
+    @router.get("/v1/calls/{call_id}", tags=["datasets"])
+    def one_call(
+        call_id: Annotated[str, Path(min_length=1, max_length=256)],
+        principal: AdminKey,
+        db: DB,
+    ) -> dict[str, Any]:
+        """One call by its id or its provider response id, with every feedback event."""
+        found = _queries.get_call(db, principal.project_id, call_id)
+        if found is None:
+            raise ApiError(
+                404,
+                f"no call {call_id!r} in this project (neither a call id nor a provider "
+                "response id; it may not have been uploaded yet)",
+            )
+        return found
+
+    @router.get("/v1/feedback/pending", tags=["ingest"])
+    def feedback_pending(
+        principal: AdminKey, db: DB, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ) -> dict[str, Any]:
+        """Feedback whose call has not arrived yet, oldest first (a wrong id waits forever)."""
+        return _queries.pending_feedback(db, principal.project_id, limit)
 
     @router.get(
         "/v1/datasets/{name}/export",

@@ -9,7 +9,7 @@ from typing import Any
 
 import pydantic_core
 import sqlalchemy as sa
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -135,9 +135,27 @@ def add_routes(router: APIRouter, limits: Limits) -> None:
         )
         return JSONResponse(body)
 
-    @router.post("/v1/feedback", tags=["ingest"], response_model=FeedbackOut)
-    def feedback_endpoint(body: FeedbackIn, principal: IngestKey, db: DB) -> FeedbackOut:
-        """Give feedback by logos id or provider response id; idempotent on `id`."""
+    @router.post(
+        "/v1/feedback",
+        tags=["ingest"],
+        response_model=FeedbackOut,
+        responses={
+            202: {
+                "model": FeedbackOut,
+                "description": "Kept, but no call with this id has arrived yet (`pending`).",
+            }
+        },
+    )
+    def feedback_endpoint(
+        body: FeedbackIn, principal: IngestKey, db: DB, response: Response
+    ) -> FeedbackOut:
+        """Give feedback by logos id or provider response id; idempotent on `id`.
+
+        200 when it joined its call; 202 with `pending: true` when the call has not
+        arrived: it is kept and joined whenever the call comes (a call still in a
+        client's spool may come days later), and listed by `GET /v1/feedback/pending`
+        meanwhile, where a mistyped id shows up.
+        """
         fid = body.id or _ids.new_id()
         record = {
             "schema": 1,
@@ -159,4 +177,15 @@ def add_routes(router: APIRouter, limits: Limits) -> None:
                     feedback.c.id == fid, feedback.c.project_id == principal.project_id
                 )
             ).scalar()
-        return FeedbackOut(id=fid, status=res["status"], call_id=call_id)
+        if call_id is not None:
+            return FeedbackOut(id=fid, status=res["status"], call_id=call_id)
+        response.status_code = 202
+        return FeedbackOut(
+            id=fid,
+            status=res["status"],
+            call_id=None,
+            pending=True,
+            message=f"no call with id or response id {body.target!r} has arrived yet; the "
+            "feedback is kept and joined when it does (logos-shift feedback pending lists "
+            "feedback still waiting: check the id if it stays there)",
+        )

@@ -40,6 +40,12 @@ class FeedbackOut(BaseModel):
     id: str
     status: Literal["ok", "duplicate"]
     call_id: str | None = Field(description="The joined call, or null while it has not arrived.")
+    pending: bool = Field(
+        default=False,
+        description="True (answered 202) when no call with this id or response id has "
+        "arrived yet: the feedback is kept and joined when it does, however late.",
+    )
+    message: str | None = Field(default=None, description="Why the feedback is pending.")
 
 
 class PriceIn(Closed):

@@ -22,6 +22,7 @@ from logos_shift.server.finetune.backend import FineTuneError
 from logos_shift.server.finetune.dataset import DatasetError
 from logos_shift.server.rollout.service import RolloutService
 from logos_shift.server.rollout.types import FinetuneRequest, TransitionError
+from logos_shift.server.store import queries as _queries
 
 from .models import RouteName
 
@@ -91,6 +92,15 @@ def build_router() -> APIRouter:
                 _service(request).start_finetune, principal.project_id, req
             )
         except DatasetError as exc:
+            known = [d["name"] for d in _queries.list_datasets(request.app.state.db,
+                                                                principal.project_id)]  # fmt: skip
+            if body.dataset not in known:
+                return _error(
+                    404,
+                    "not_found",
+                    f"dataset {body.dataset!r} has no calls in this project; known datasets: "
+                    f"{', '.join(known) if known else 'none yet'}",
+                )
             return _error(422, "invalid_dataset", str(exc), exc.problems)
         except TransitionError as exc:
             return _error(409, "conflict", str(exc))

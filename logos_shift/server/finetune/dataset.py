@@ -349,7 +349,13 @@ def build(
              hard_unanswered=len(out.hard_unanswered))  # fmt: skip
     out.counts = c
     fatal: list[str] = []
-    if distinct_train < spec.min_examples:
+    if c["calls"] == 0:
+        fatal.append(
+            "no calls of this dataset in the time range asked for (since/until)"
+            if spec.since is not None or spec.until is not None
+            else "the dataset has no calls"
+        )
+    elif distinct_train < spec.min_examples:
         fatal.append(
             f"only {distinct_train} training examples (need at least {spec.min_examples}): "
             f"{c['calls']} calls seen, {c['selected']} with success feedback, "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,6 +41,24 @@ def normalise_url(url: str) -> str:
     if url.startswith(("sqlite:", "postgresql+psycopg:")):
         return url
     raise ValueError(f"unsupported database URL {url!r}: use sqlite:/// or postgresql://")
+
+
+def sqlite_path(url: str) -> Path | None:
+    """Return the absolute file path of a SQLite URL (``None``: in memory, or not SQLite).
+
+    Args:
+        url: a database URL.
+
+    Returns:
+        The path the database file has (or will have), resolved from the
+        current directory.
+    """
+    if not url.startswith("sqlite:"):
+        return None
+    database = sa.engine.make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser().absolute()
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -72,10 +91,20 @@ class Database:
 
     Args:
         url: database URL (see :func:`normalise_url`).
+
+    Raises:
+        ValueError: an unsupported URL, or a SQLite file in a directory that
+            does not exist (the message names the path).
     """
 
     def __init__(self, url: str) -> None:
         self.url = normalise_url(url)
+        path = sqlite_path(self.url)
+        if path is not None and not path.parent.is_dir():
+            raise ValueError(
+                f"cannot open the database {path}: the directory {path.parent} does not exist "
+                "(create it, or pass another --database-url / $LOGOS_SHIFT_DATABASE_URL)"
+            )
         if self.url.startswith("sqlite"):
             self.engine = _sqlite_engine(self.url)
         else:

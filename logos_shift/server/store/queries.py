@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from logos_shift.export import to_openai_chat
 
 from .db import Database
-from .schema import calls
+from .schema import calls, feedback
 
 _PAGE = 500
 
@@ -182,12 +182,21 @@ def list_datasets(db: Database, project_id: int) -> list[dict[str, Any]]:
 
 
 def _page(
-    db: Database, project_id: int, f: CallFilter, after: tuple[float, str] | None, limit: int
+    db: Database,
+    project_id: int,
+    f: CallFilter,
+    after: tuple[float, str] | None,
+    limit: int,
+    newest_first: bool = False,
 ) -> list[Any]:
     cond = _where(project_id, f)
     if after is not None:
         ts, cid = after
-        cond.append(sa.or_(calls.c.ts > ts, sa.and_(calls.c.ts == ts, calls.c.id > cid)))
+        if newest_first:
+            cond.append(sa.or_(calls.c.ts < ts, sa.and_(calls.c.ts == ts, calls.c.id < cid)))
+        else:
+            cond.append(sa.or_(calls.c.ts > ts, sa.and_(calls.c.ts == ts, calls.c.id > cid)))
+    order = (calls.c.ts.desc(), calls.c.id.desc()) if newest_first else (calls.c.ts, calls.c.id)
     query = (
         sa.select(
             calls.c.id,
@@ -198,7 +207,7 @@ def _page(
             calls.c.feedback_count,
         )
         .where(*cond)
-        .order_by(calls.c.ts, calls.c.id)
+        .order_by(*order)
         .limit(limit)
     )
     with db.read() as conn:
@@ -206,9 +215,14 @@ def _page(
 
 
 def list_calls(
-    db: Database, project_id: int, f: CallFilter, cursor: str | None, limit: int
+    db: Database,
+    project_id: int,
+    f: CallFilter,
+    cursor: str | None,
+    limit: int,
+    newest_first: bool = False,
 ) -> dict[str, Any]:
-    """Return one page of a dataset's calls, oldest first.
+    """Return one page of a dataset's calls, oldest first (or newest first).
 
     Args:
         db: the database.
@@ -216,6 +230,8 @@ def list_calls(
         f: filters.
         cursor: ``next_cursor`` of the previous page, or None for the first.
         limit: page size.
+        newest_first: walk from the newest call back (the cursor continues
+            in the order it was made in).
 
     Returns:
         ``{"calls": [{"record", "feedback": {"outcome", "score", "count"}}],
@@ -225,7 +241,7 @@ def list_calls(
         ValueError: for an invalid cursor.
     """
     after = decode_cursor(cursor) if cursor else None
-    rows = _page(db, project_id, f, after, limit + 1)
+    rows = _page(db, project_id, f, after, limit + 1, newest_first)
     more = len(rows) > limit
     rows = rows[:limit]
     items = [
@@ -237,6 +253,115 @@ def list_calls(
     ]
     nxt = encode_cursor(float(rows[-1].ts), str(rows[-1].id)) if more and rows else None
     return {"calls": items, "next_cursor": nxt}
+
+
+def get_call(db: Database, project_id: int, ident: str) -> dict[str, Any] | None:
+    """Return one call by its id (or its provider response id) with all its feedback.
+
+    Args:
+        db: the database.
+        project_id: the project.
+        ident: the logos-shift call id or the provider's response id.
+
+    Returns:
+        ``{"record", "feedback": {"outcome", "score", "count"}, "feedback_events":
+        [feedback records, oldest first]}``, or None when the project has no such call.
+    """
+    with db.read() as conn:
+        row = conn.execute(
+            sa.select(
+                calls.c.id, calls.c.record, calls.c.outcome, calls.c.score, calls.c.feedback_count
+            )
+            .where(
+                calls.c.project_id == project_id,
+                sa.or_(calls.c.id == ident, calls.c.response_id == ident),
+            )
+            .order_by(calls.c.ts)
+            .limit(1)
+        ).first()
+        if row is None:
+            return None
+        events = conn.execute(
+            sa.select(feedback.c.record)
+            .where(feedback.c.project_id == project_id, feedback.c.call_id == row.id)
+            .order_by(feedback.c.ts, feedback.c.id)
+        ).scalars()
+        return {
+            "record": json.loads(row.record),
+            "feedback": {
+                "outcome": row.outcome,
+                "score": row.score,
+                "count": int(row.feedback_count),
+            },
+            "feedback_events": [json.loads(e) for e in events],
+        }
+
+
+def pending_feedback(db: Database, project_id: int, limit: int) -> dict[str, Any]:
+    """Return the feedback whose call has not arrived (yet), oldest first.
+
+    Feedback is kept and joined whenever its call arrives, however late; one
+    that waits for long usually names a wrong id.
+
+    Args:
+        db: the database.
+        project_id: the project.
+        limit: most rows returned.
+
+    Returns:
+        ``{"count": n, "feedback": [{"id", "target", "outcome", "score", "ts",
+        "received_at"}]}``.
+    """
+    waiting = sa.and_(feedback.c.project_id == project_id, feedback.c.call_id.is_(None))
+    with db.read() as conn:
+        count = conn.execute(sa.select(sa.func.count()).where(waiting)).scalar_one()
+        rows = conn.execute(
+            sa.select(
+                feedback.c.id,
+                feedback.c.target,
+                feedback.c.outcome,
+                feedback.c.score,
+                feedback.c.ts,
+                feedback.c.received_at,
+            )
+            .where(waiting)
+            .order_by(feedback.c.received_at, feedback.c.id)
+            .limit(limit)
+        ).all()
+    return {
+        "count": int(count),
+        "feedback": [
+            {
+                "id": r.id,
+                "target": r.target,
+                "outcome": r.outcome,
+                "score": r.score,
+                "ts": float(r.ts),
+                "received_at": float(r.received_at),
+            }
+            for r in rows
+        ],
+    }
+
+
+def route_has_calls(db: Database, project_id: int, route: str) -> bool:
+    """Return whether any call of the project was routed by ``route``.
+
+    Args:
+        db: the database.
+        project_id: the project.
+        route: the route's name.
+
+    Returns:
+        True when at least one call names it.
+    """
+    with db.read() as conn:
+        hit = conn.execute(
+            sa.select(calls.c.id)
+            .where(calls.c.project_id == project_id, calls.c.route == route)
+            .limit(1)
+        ).first()
+    return hit is not None
 
 
 def export_stream(db: Database, project_id: int, f: CallFilter, fmt: str) -> Iterator[bytes]:
