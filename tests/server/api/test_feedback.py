@@ -26,13 +26,24 @@ def test_feedback_by_logos_id_and_by_provider_id(admin: Any, call_factory: Any) 
 
 
 def test_feedback_before_the_call_is_joined_when_it_arrives(admin: Any, call_factory: Any) -> None:
-    """Feedback for a call not yet uploaded is kept (call_id null) and joined on arrival."""
+    """Feedback for a call not yet uploaded is answered 202 `pending` (kept, listed by
+    /v1/feedback/pending) and joined on arrival, after which nothing is pending."""
     call = call_factory()
     r = admin.post("/v1/feedback", json={"target": call["response_id"], "outcome": "success"})
-    assert r.status_code == 200
-    assert r.json()["call_id"] is None
+    assert r.status_code == 202
+    body = r.json()
+    assert body["call_id"] is None
+    assert body["pending"] is True
+    assert (
+        f"no call with id or response id {call['response_id']!r} has arrived yet"
+        in (body["message"])
+    )
+    waiting = admin.get("/v1/feedback/pending").json()
+    assert waiting["count"] == 1
+    assert waiting["feedback"][0]["target"] == call["response_id"]
     admin.ingest([call])
     assert _summary(admin) == {"outcome": "success", "score": None, "count": 1}
+    assert admin.get("/v1/feedback/pending").json() == {"count": 0, "feedback": []}
 
 
 def test_feedback_is_idempotent_on_its_id(
@@ -44,7 +55,8 @@ def test_feedback_is_idempotent_on_its_id(
     body = {"id": "fb-1", "target": call["id"], "outcome": "success"}
     assert admin.post("/v1/feedback", json=body).json()["status"] == "ok"
     again = admin.post("/v1/feedback", json=body).json()
-    assert again == {"id": "fb-1", "status": "duplicate", "call_id": call["id"]}
+    assert again == {"id": "fb-1", "status": "duplicate", "call_id": call["id"],
+                     "pending": False, "message": None}  # fmt: skip
     assert rows(db, "feedback") == 1
     assert _summary(admin)["count"] == 1
 
