@@ -6,12 +6,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test test-oldest test-frameworks lint bench install clean
+.PHONY: demo test test-all test-oldest test-frameworks first-hour lint bench install clean
 
+# The first run installs about 100 packages (1-2 minutes): pip's lines show the progress.
 $(STAMP): pyproject.toml
+	@echo "== creating $(VENV) and installing logos-shift with its dev, SDK and server extras"
+	@echo "   (first run only; pip prints each package as it goes)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,openai,anthropic,server]'
+	$(PY) -m pip install --progress-bar off -e '.[dev,openai,anthropic,server,postgres]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -20,8 +23,18 @@ demo: $(STAMP)
 	$(PY) examples/quickstart.py
 	$(PY) examples/full_loop.py
 
+# The fast tier (a few minutes): no slow tests, no PostgreSQL. test-all is what CI runs:
+# every tier, PostgreSQL too when LOGOS_SHIFT_TEST_POSTGRES_URL is set.
 test: $(STAMP)
 	$(PY) -m pytest
+
+test-all: $(STAMP)
+	$(PY) -m pytest --all
+
+# The README's quick start and self-hosting section, run literally in a fresh virtualenv
+# made from the built wheel (tests/first_hour.py).
+first-hour: $(STAMP)
+	$(PY) tests/first_hour.py
 
 # The provider tests again on the oldest SDK releases we support.
 OLDEST := .venv-oldest

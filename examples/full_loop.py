@@ -127,6 +127,10 @@ def main() -> None:
             logos_shift.patch_openai()
             cli_args = ["--server", server.url, "--api-key", admin_key]
 
+            print(
+                f"demo policy {json.dumps(POLICY)}: faster than the defaults (margin 0.05, "
+                "100 feedback events per arm and an hour per stage) so it ends in seconds"
+            )
             print("1. capture: 80 calls to gpt-4o, users rate them")
             rng = random.Random(1)
             for i in range(80):

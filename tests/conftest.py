@@ -106,8 +106,81 @@ _KNOWN_OBJECT_REPRS: dict[str, Any] = {
 _POINT1 = "issue 11 point 1: the openai stream helpers' `omit` arguments are recorded as reprs"
 
 
+#: Tests of more than a few seconds each (subprocesses, whole examples, fuzzing, benchmarks),
+#: by path and function name: marked ``slow`` here, in one place, so `make test` stays fast
+#: and `make test-all` (CI) runs them.  Measured on the 2-core machine; each took 5-100 s.
+SLOW_TESTS = frozenset(
+    {
+        "tests/test_examples.py::test_example_runs_offline",
+        "tests/test_readme.py::test_testing_example_runs",
+        "tests/test_benchmarks_smoke.py::test_bench_core_quick_prints_every_row",
+        "tests/test_layering.py::test_a_deliberate_violation_fails_the_lint",
+        "tests/providers/test_patching.py::test_failure_injection",
+        "tests/providers/test_patching.py::test_same_exception_object",
+        "tests/providers/test_patching.py::test_stacking_with_opentelemetry",
+        "tests/providers/test_bench.py::test_quick_benchmark_prints_every_row",
+        "tests/server/api/test_fuzz.py::test_api_conforms_and_never_fails",
+        "tests/server/rollout/test_clients.py::"
+        "test_patched_clients_follow_each_stage_promotion_and_rollback",
+        "tests/e2e/test_demo.py::test_full_loop_demo",
+        "tests/e2e/test_self_host_example.py::test_self_host_example",
+        "tests/e2e/test_server_command.py::test_server_command_serves_logs_json_and_stops_gracefully",
+        "tests/e2e/test_server_command.py::test_sigterm_lets_an_in_flight_upload_finish",
+        "tests/testing/test_lifecycle.py::test_pytest_plugin_provides_fixture",
+    }
+)
+_PG_REASON = "LOGOS_SHIFT_TEST_POSTGRES_URL is not set (.ci/run sets it)"
+
+
+def _select_tier(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave the slow and PostgreSQL tests out of the default run, counting them for the summary.
+
+    ``--all`` (``make test-all``, CI) keeps the slow tests, and the PostgreSQL ones when
+    ``LOGOS_SHIFT_TEST_POSTGRES_URL`` is set.  Tests named on the command line by file or
+    node id always run.
+    """
+    explicit = any(arg.split("::")[0].endswith(".py") for arg in config.args)
+    run_all = config.getoption("--all") or explicit
+    have_pg = bool(os.environ.get("LOGOS_SHIFT_TEST_POSTGRES_URL"))
+    keep: list[pytest.Item] = []
+    left_out: dict[str, list[pytest.Item]] = {"slow": [], "postgres": []}
+    for item in items:
+        key = f"{item.path.relative_to(config.rootpath).as_posix()}::"
+        key += getattr(item, "originalname", item.name)
+        if key in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
+        if item.get_closest_marker("postgres") is not None and not (run_all and have_pg):
+            left_out["postgres"].append(item)
+        elif item.get_closest_marker("slow") is not None and not run_all:
+            left_out["slow"].append(item)
+        else:
+            keep.append(item)
+    if len(keep) < len(items):
+        config.hook.pytest_deselected(items=left_out["slow"] + left_out["postgres"])
+        items[:] = keep
+    config.stash[_LEFT_OUT] = (len(left_out["slow"]), len(left_out["postgres"]), run_all)
+
+
+_LEFT_OUT = pytest.StashKey[tuple[int, int, bool]]()
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """One line saying which tiers were not run and why (instead of a SKIPPED line each)."""
+    slow, pg, run_all = config.stash.get(_LEFT_OUT, (0, 0, False))
+    parts = []
+    if slow:
+        parts.append(f"{slow} slow tests (`make test-all` runs them)")
+    if pg:
+        why = _PG_REASON if run_all else "`make test-all` with " + _PG_REASON.split(" is ")[0]
+        parts.append(f"{pg} PostgreSQL tests ({why})")
+    if parts:
+        terminalreporter.write_line("not run: " + "; ".join(parts), yellow=True)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the known point-1 tests (see ``_KNOWN_OBJECT_REPRS``) with ``object_repr_records``."""
+    """Mark the known point-1 tests (see ``_KNOWN_OBJECT_REPRS``) with ``object_repr_records``,
+    and leave the slow and PostgreSQL tiers out of the default run (see ``_select_tier``)."""
+    _select_tier(config, items)
     if not _openai_helpers_pass_object_reprs():
         return
     for item in items:
@@ -122,7 +195,14 @@ _FRAMEWORKS = Path(__file__).parent / "frameworks"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """``--frameworks``: collect the framework tier (``make test-frameworks`` passes it)."""
+    """``--frameworks``: collect the framework tier (``make test-frameworks`` passes it);
+    ``--all``: run the slow and PostgreSQL tests too (``make test-all``, CI)."""
+    parser.addoption(
+        "--all",
+        action="store_true",
+        help="also run the slow tests and, with LOGOS_SHIFT_TEST_POSTGRES_URL set, the "
+        "PostgreSQL ones (`make test-all`; CI runs this)",
+    )
     parser.addoption(
         "--frameworks",
         action="store_true",

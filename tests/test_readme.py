@@ -83,3 +83,50 @@ def test_frameworks_table_lists_the_tested_versions() -> None:
     for name, version in tested:
         row = next(line for line in section.splitlines() if line.startswith(f"| `{name}` |"))
         assert f"| {version} |" in row, (name, version, row)
+
+
+def test_keys_in_the_readme_look_like_real_keys() -> None:
+    """The README shows keys with the prefix `keys create` really prints (lsk_), never ls_."""
+    from logos_shift.server.store.keys import KEY_PREFIX
+
+    assert KEY_PREFIX == "lsk_"
+    assert re.search(r"\bls_\.\.\.", README) is None
+    assert "lsk_..." in README
+
+
+def test_the_demo_policy_is_stated_in_the_readme() -> None:
+    """The demo's non-default policy is written out where the README describes the demo."""
+    import json
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+    try:
+        import full_loop
+    finally:
+        sys.path.pop(0)
+    demo = README.split("**The demo**", 1)[1][:600]
+    assert json.dumps(full_loop.POLICY) in " ".join(demo.split()).replace("{ ", "{")
+
+
+def test_the_command_line_table_lists_every_command() -> None:
+    """Every `logos-shift` command is in the README's Command line table."""
+    import argparse
+
+    from logos_shift.cli import build_parser
+
+    section = README.split("## Command line", 1)[1].split("\n## ", 1)[0]
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name in sub.choices:
+        assert f"| `logos-shift {name}" in section, name
+
+
+def test_the_install_commands_name_real_extras() -> None:
+    """Every extra the README's install lines name exists in pyproject.toml."""
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    extras = set(project["project"]["optional-dependencies"])
+    named = re.findall(r"pip install '(?:\.|logos-shift)\[([a-z,]+)\]'", README)
+    assert named
+    for group in named:
+        assert set(group.split(",")) <= extras, group

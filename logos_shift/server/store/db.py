@@ -108,9 +108,14 @@ class Database:
         if self.url.startswith("sqlite"):
             self.engine = _sqlite_engine(self.url)
         else:
-            self.engine = sa.create_engine(
-                self.url, pool_size=10, max_overflow=20, pool_pre_ping=True
-            )
+            try:
+                self.engine = sa.create_engine(
+                    self.url, pool_size=10, max_overflow=20, pool_pre_ping=True
+                )
+            except ImportError as exc:
+                raise ValueError(
+                    f"PostgreSQL needs its driver ({exc}): pip install 'logos-shift[postgres]'"
+                ) from None
         self.dialect: str = self.engine.dialect.name
         self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
         #: project id -> (config version, config, ETag); see ``_routes_store``.
