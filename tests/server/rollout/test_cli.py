@@ -171,3 +171,80 @@ def test_failures_of_a_rolled_back_model_feed_the_next_finetune(
     out = capsys.readouterr().out
     assert "4 inputs a rolled-back model failed on: 3 have a good answer" in out
     assert "1 have none yet" in out
+
+
+def test_a_route_without_rollout_points_to_the_cli_command(
+    server: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`rollout status` of a route that has no rollout names the `finetune start` command."""
+    assert main(["rollout", "status", "support", *_args(server)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "error: route 'support' has no rollout yet; start one with: logos-shift finetune start "
+        "--dataset DATASET --base-model MODEL --route support"
+    )
+    assert "POST /v1/finetune" not in err
+
+
+def test_an_unknown_dataset_is_named_with_the_known_ones(
+    server: Server, fake_provider: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`finetune start --dataset` with a typo says the dataset has no calls and lists the
+    datasets there are, instead of "only 0 training examples"."""
+    _seed(server, n=3)
+    argv = ["finetune", "start", "--dataset", "suport", "--base-model", "m",
+            "--backend", fake_provider.openai_base_url, *_args(server)]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "error: HTTP 404: dataset 'suport' has no calls in this project; known datasets: support\n"
+    )
+
+
+def test_a_rejected_dataset_prints_each_problem_once(
+    server: Server, fake_provider: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The 422 of a too-small dataset shows its message once, not again as details."""
+    _seed(server, n=3)
+    argv = ["finetune", "start", "--dataset", "support", "--base-model", "m",
+            "--backend", fake_provider.openai_base_url, *_args(server)]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("only 3 training examples") == 1, err
+
+
+def test_a_long_job_shows_progress(
+    server: Server, fake_provider: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """While the job trains for more than a second, `finetune start` says it is waiting."""
+    _seed(server)
+    fake_provider.finetune_schedule(seconds_per_phase=0.8)
+    argv = ["finetune", "start", "--dataset", "support", "--base-model", "m",
+            "--backend", fake_provider.openai_base_url, "--backend-api-key", "k",
+            *_args(server)]  # fmt: skip
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "waiting for the fine-tuning job: training (" in err
+
+
+def test_the_sample_ratio_line_says_when_counting_starts() -> None:
+    """In a stage's grace period the line says when the check starts and why; after it, the
+    counts per arm."""
+    from logos_shift.cli.rollout import srm_line
+
+    data = {
+        "policy": {"srm_grace_s": 180},
+        "srm_window": {"since": 1000.0, "units": None, "calls": None},
+    }
+    assert srm_line(data, now=950.0) == (
+        "  sample-ratio check (this stage): starts in 50 s (the first 180 s of a stage are "
+        "left out: clients move to the new share at their next refresh)"
+    )
+    data["srm_window"] = {
+        "since": 1000.0,
+        "units": {"variant": 3, "control": 40},
+        "calls": {"variant": 9, "control": 80},
+    }
+    assert srm_line(data, now=1100.0) == (
+        "  sample-ratio check (this stage): 3 variant / 40 control units (9 / 80 calls)"
+    )
