@@ -212,7 +212,7 @@ def _server_modules() -> bool:
 def _cmd_server(args: argparse.Namespace) -> int:
     if not _server_modules():
         return 2
-    from logos_shift.server._serve import bind, run
+    from logos_shift.server import bind, run
 
     url = _url(args)
     try:

@@ -1,4 +1,4 @@
-"""The self-hosted Logos server (``pip install 'logos-shift[server]'``).
+"""The self-hosted Logos server (the ``server`` extra; ``postgres`` adds PostgreSQL's driver).
 
 Programmatic use::
 
@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._serve import (
+        PortInUse as PortInUse,
+    )
+    from ._serve import (
         RunningServer as RunningServer,
+    )
+    from ._serve import (
+        bind as bind,
     )
     from ._serve import (
         run as run,
@@ -40,8 +46,10 @@ _EXPORTS = {
     "Database": ".store.db",
     "FineTuneBackend": ".finetune.backend",
     "Limits": ".deps",
+    "PortInUse": "._serve",
     "RolloutService": ".rollout.service",
     "RunningServer": "._serve",
+    "bind": "._serve",
     "create_app": ".app",
     "create_key": ".store.keys",
     "run": "._serve",

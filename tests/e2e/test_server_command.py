@@ -39,7 +39,8 @@ def test_keys_create_list_revoke(db_url: str, capsys: pytest.CaptureFixture[str]
         listing = capsys.readouterr().out
         assert listing.splitlines()[0].split() == ["ID", "PROJECT", "SCOPE", "KEY", "CREATED",
                                                    "STATE"]  # fmt: skip
-        assert "acme" in listing and "ingest" in listing
+        assert "acme" in listing
+        assert "ingest" in listing
         assert key not in listing
         assert main(["keys", "list", "--json", "--database-url", db_url]) == 0
         (listed,) = json.loads(capsys.readouterr().out)
