@@ -33,5 +33,5 @@ def test_all_is_pinned_sorted_and_documented() -> None:
 def test_no_stray_public_names() -> None:
     """Nothing public is exported by accident (only __all__ and submodules)."""
     public = {n for n in vars(logos_shift) if not n.startswith("_")}
-    submodules = {"testing", "providers", "server", "cli", "annotations"}
+    submodules = {"testing", "providers", "server", "cli", "annotations", "webhooks"}
     assert public - submodules == set(EXPECTED) - {"__version__"}

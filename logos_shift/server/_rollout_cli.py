@@ -60,8 +60,15 @@ def register(subparsers: Any) -> None:
     s = sub.add_parser("start", help="build the dataset, launch the job, start the rollout")
     s.add_argument("--dataset", required=True)
     s.add_argument("--base-model", required=True)
-    s.add_argument("--backend", default=None, help="OpenAI-compatible fine-tuning API root")
-    s.add_argument("--backend-api-key", default=None, help="key for the backend (not stored)")
+    s.add_argument(
+        "--backend",
+        default=None,
+        help="a backend the server's operator configured (by name; default: the server's "
+        "default), or your own OpenAI-compatible API root (a URL; needs --backend-api-key)",
+    )
+    s.add_argument(
+        "--backend-api-key", default=None, help="your key for a --backend URL (never stored)"
+    )
     s.add_argument("--route", default=None, help="route to roll out on (default: the dataset)")
     s.add_argument("--control-model", default=None)
     s.add_argument("--min-score", type=float, default=None)
@@ -131,6 +138,10 @@ def _show_event(e: dict[str, Any]) -> None:
         _out(f"      {r}")
 
 
+def _is_url(value: str | None) -> bool:
+    return value is not None and value.startswith(("http://", "https://"))
+
+
 def cmd_finetune_start(args: argparse.Namespace) -> int:
     """Run ``logos-shift finetune start``.
 
@@ -143,7 +154,8 @@ def cmd_finetune_start(args: argparse.Namespace) -> int:
     """
     body: dict[str, Any] = {"dataset": args.dataset, "base_model": args.base_model}
     for key, value in (
-        ("backend_url", args.backend),
+        ("backend_url", args.backend if _is_url(args.backend) else None),
+        ("backend", None if _is_url(args.backend) else args.backend),
         ("backend_api_key", args.backend_api_key),
         ("route", args.route),
         ("control_model", args.control_model),

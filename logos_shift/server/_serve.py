@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from . import _logging
 from .app import create_app
-from .deps import Limits
+from .settings import Limits
 from .store.db import Database
 from .store.migrations import migrate
 

@@ -22,6 +22,9 @@ _CODES = {
     413: "too_large",
     415: "unsupported_media_type",
     422: "invalid_request",
+    429: "rate_limited",
+    502: "backend_failed",
+    503: "unavailable",
 }
 
 

@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 
-from logos_shift.server import Database, RunningServer, create_app, create_key, serve_in_thread
+from logos_shift.server import (
+    Database,
+    RateLimits,
+    RunningServer,
+    ServerSettings,
+    create_app,
+    create_key,
+    serve_in_thread,
+)
 from tests.server.support import Api, count_rows, db_url, make_call, make_feedback, postgres_url
 
 __all__ = ["db_url", "postgres_url"]  # fixtures defined in support, registered here
@@ -32,10 +40,17 @@ class Keys:
     other_admin: str
 
 
+#: The API tests send bursts of requests (and of wrong keys) from 127.0.0.1: rate limits
+#: are off here and tested on their own in tests/server/security/test_rate_limits.py.
+NO_RATE_LIMITS = ServerSettings(
+    rate_limits=RateLimits(ingest_per_s=0, admin_per_s=0, bad_keys_per_address=0)
+)
+
+
 @pytest.fixture
 def app(db: Database) -> Any:
     """The FastAPI app on the test database (migrated), without the rollout extension."""
-    return create_app(db, extensions=False)
+    return create_app(db, extensions=False, settings=NO_RATE_LIMITS)
 
 
 @pytest.fixture

@@ -16,11 +16,15 @@ from logos_shift.server.store.records import parse_ts
 
 from .models import PriceIn, RouteName
 
-DatasetName = Annotated[str, Path(min_length=1, max_length=256)]
+#: The server refuses NUL anywhere in a URL (400): the schema says so too.
+NO_NUL = r"^[^\x00]*$"
+DatasetName = Annotated[str, Path(min_length=1, max_length=256, pattern=NO_NUL)]
+ModelName = Annotated[str, Path(min_length=1, max_length=256, pattern=NO_NUL)]
 Since = Annotated[
     str | None,
     Query(
         max_length=64,
+        pattern=NO_NUL,
         description="ISO-8601 date-time; calls at or after it.",
         json_schema_extra={"format": "date-time"},
     ),
@@ -29,6 +33,7 @@ Until = Annotated[
     str | None,
     Query(
         max_length=64,
+        pattern=NO_NUL,
         description="ISO-8601 date-time; calls before it.",
         json_schema_extra={"format": "date-time"},
     ),
@@ -40,7 +45,7 @@ Outcome = Annotated[
 MinScore = Annotated[
     float | None, Query(allow_inf_nan=False, description="Latest feedback score at least this.")
 ]
-Text = Annotated[str | None, Query(min_length=1, max_length=256)]
+Text = Annotated[str | None, Query(min_length=1, max_length=256, pattern=NO_NUL)]
 
 
 def _time_param(name: str, value: str | None) -> float | None:
@@ -111,7 +116,7 @@ def add_routes(router: APIRouter) -> None:
         model: Text = None,
         min_score: MinScore = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        cursor: Annotated[str | None, Query(max_length=1024)] = None,
+        cursor: Annotated[str | None, Query(max_length=1024, pattern=NO_NUL)] = None,
     ) -> dict[str, Any]:
         """A page of the dataset's calls, oldest first; pass `next_cursor` for the next."""
         f = _filter(name, since, until, outcome, variant, model, min_score)
@@ -158,7 +163,7 @@ def add_routes(router: APIRouter) -> None:
 
     @router.put("/v1/prices/{model:path}", tags=["prices"])
     def put_price(
-        model: Annotated[str, Path(min_length=1, max_length=256)],
+        model: ModelName,
         body: PriceIn,
         principal: AdminKey,
         db: DB,
@@ -170,9 +175,7 @@ def add_routes(router: APIRouter) -> None:
         return {"model": model, **body.model_dump()}
 
     @router.delete("/v1/prices/{model:path}", tags=["prices"], status_code=204)
-    def delete_price(
-        model: Annotated[str, Path(min_length=1, max_length=256)], principal: AdminKey, db: DB
-    ) -> Response:
+    def delete_price(model: ModelName, principal: AdminKey, db: DB) -> Response:
         """Remove this project's own price for a model (the default applies again)."""
         if not _prices.delete_price(db, principal.project_id, model):
             raise ApiError(404, f"this project has no own price for {model!r}")

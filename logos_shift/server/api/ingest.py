@@ -14,8 +14,9 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from logos_shift import _ids, _records
-from logos_shift.server.deps import DB, IngestKey, Limits, TooLarge
+from logos_shift.server.deps import DB, IngestKey, TooLarge
 from logos_shift.server.errors import ApiError
+from logos_shift.server.settings import Limits
 from logos_shift.server.store.db import Database
 from logos_shift.server.store.ingest import ingest
 from logos_shift.server.store.schema import feedback

@@ -135,10 +135,26 @@ def _v2_prices_and_route_index(conn: Connection) -> None:
     ).create(conn)
 
 
+def _v3_finetune_launches(conn: Connection) -> None:
+    md = sa.MetaData()
+    sa.Table("projects", md, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table(
+        "finetune_launches",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+        sa.Column("backend", sa.Text, nullable=False),
+        sa.Column("route", sa.Text, nullable=False),
+        sa.Column("ts", sa.Double, nullable=False),
+        sa.Index("ix_finetune_launches_project_ts", "project_id", "ts"),
+    ).create(conn)
+
+
 #: Every schema version, oldest first.  Append only; never edit a shipped one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _v1_initial),
     Migration(2, "prices table and per-route index", _v2_prices_and_route_index),
+    Migration(3, "fine-tune launch log (per-project quota)", _v3_finetune_launches),
 )
 
 LATEST = MIGRATIONS[-1].version

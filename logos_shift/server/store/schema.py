@@ -116,5 +116,20 @@ prices = sa.Table(
     sa.Column("updated_at", sa.Double, nullable=False),
 )
 
+finetune_launches = sa.Table(
+    "finetune_launches",
+    metadata,
+    # One row per fine-tune launch that reached a backend: the per-project quota
+    # counts them over the last 24 hours.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("backend", sa.Text, nullable=False),
+    sa.Column("route", sa.Text, nullable=False),
+    sa.Column("ts", sa.Double, nullable=False),
+    sa.Index("ix_finetune_launches_project_ts", "project_id", "ts"),
+)
+
 #: Tables holding a project's data, children first (for cleanup in tests).
-DATA_TABLES: tuple[sa.Table, ...] = (prices, routes, feedback, calls, api_keys, projects)
+DATA_TABLES: tuple[sa.Table, ...] = (
+    finetune_launches, prices, routes, feedback, calls, api_keys, projects,
+)  # fmt: skip
