@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from logos_shift.server.deps import DB, AdminKey
@@ -46,6 +46,33 @@ MinScore = Annotated[
     float | None, Query(allow_inf_nan=False, description="Latest feedback score at least this.")
 ]
 Text = Annotated[str | None, Query(min_length=1, max_length=256, pattern=NO_NUL)]
+
+
+_CALLS_PAGE: dict[str, Any] = {
+    "type": "object",
+    "required": ["calls", "next_cursor"],
+    "properties": {
+        "calls": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["record", "feedback"],
+                "properties": {
+                    "record": {"type": "object", "description": "The call record as ingested."},
+                    "feedback": {
+                        "type": "object",
+                        "properties": {
+                            "outcome": {"type": ["string", "null"]},
+                            "score": {"type": ["number", "null"]},
+                            "count": {"type": "integer"},
+                        },
+                    },
+                },
+            },
+        },
+        "next_cursor": {"type": ["string", "null"]},
+    },
+}
 
 
 def _time_param(name: str, value: str | None) -> float | None:
@@ -104,11 +131,17 @@ def add_routes(router: APIRouter) -> None:
             min_score=min_score,
         )
 
-    @router.get("/v1/datasets/{name}/calls", tags=["datasets"])
+    @router.get(
+        "/v1/datasets/{name}/calls",
+        tags=["datasets"],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"application/json": {"schema": _CALLS_PAGE}}}},
+    )
     def dataset_calls(
         name: DatasetName,
         principal: AdminKey,
         db: DB,
+        request: Request,
         since: Since = None,
         until: Until = None,
         outcome: Outcome = None,
@@ -117,13 +150,19 @@ def add_routes(router: APIRouter) -> None:
         min_score: MinScore = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         cursor: Annotated[str | None, Query(max_length=1024, pattern=NO_NUL)] = None,
-    ) -> dict[str, Any]:
-        """A page of the dataset's calls, oldest first; pass `next_cursor` for the next."""
+    ) -> StreamingResponse:
+        """A page of the dataset's calls, oldest first; pass `next_cursor` for the next.
+
+        A page ends after `limit` calls or once their records reach the server's
+        `max_page_bytes` (8 MiB by default; always at least one call), streamed.
+        """
         f = _filter(name, since, until, outcome, variant, model, min_score)
+        max_bytes = request.app.state.limits.max_page_bytes
         try:
-            return _queries.list_calls(db, principal.project_id, f, cursor, limit)
+            chunks = _queries.list_calls(db, principal.project_id, f, cursor, limit, max_bytes)
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
+        return StreamingResponse(chunks, media_type="application/json")
 
     @router.get(
         "/v1/datasets/{name}/export",
@@ -135,6 +174,7 @@ def add_routes(router: APIRouter) -> None:
         name: DatasetName,
         principal: AdminKey,
         db: DB,
+        request: Request,
         format: Literal["raw", "openai-chat"] = "raw",
         outcome: Outcome = None,
         min_score: MinScore = None,
@@ -145,8 +185,9 @@ def add_routes(router: APIRouter) -> None:
     ) -> StreamingResponse:
         """Streamed JSONL: raw records, or OpenAI chat fine-tuning examples (with tools)."""
         f = _filter(name, since, until, outcome, variant, model, min_score)
+        max_bytes = request.app.state.limits.max_page_bytes
         return StreamingResponse(
-            _queries.export_stream(db, principal.project_id, f, format),
+            _queries.export_stream(db, principal.project_id, f, format, max_bytes),
             media_type="application/x-ndjson",
         )
 

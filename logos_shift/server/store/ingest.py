@@ -76,15 +76,63 @@ def describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _dumps(obj: Any) -> str:
+class RecordRefused(ValueError):
+    """A record that cannot be stored as it is (too large, or not finite JSON)."""
+
+
+def _dumps(obj: Any, max_bytes: int | None = None) -> str:
+    """The record's JSON text, checked: finite numbers only, at most ``max_bytes``."""
     try:
         # The Rust serialiser is ~4x faster than json.dumps on large records.
-        return pydantic_core.to_json(obj).decode("utf-8")
+        data = pydantic_core.to_json(obj)
     except (ValueError, UnicodeError):  # lone surrogates: let json escape them
-        return json.dumps(obj, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+        try:
+            text = json.dumps(obj, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+        except ValueError:
+            raise RecordRefused(_NOT_FINITE) from None
+        _check_size(obj, len(text), max_bytes)
+        return text
+    if (b"NaN" in data or b"Infinity" in data) and not _finite(obj):
+        # 1e999 in a body parses as infinity, which JSON cannot spell: refused here
+        # rather than stored as Infinity (and then unreadable by every listing).
+        raise RecordRefused(_NOT_FINITE)
+    _check_size(obj, len(data), max_bytes)
+    return data.decode("utf-8")
 
 
-def _call_row(project_id: int, rec: CallRecord, raw: dict[str, Any], now: float) -> dict[str, Any]:
+_NOT_FINITE = "record holds a number JSON cannot represent (NaN, or out of range like 1e999)"
+
+
+def _finite(obj: Any) -> bool:
+    try:
+        json.dumps(obj, allow_nan=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_size(obj: Any, size: int, max_bytes: int | None) -> None:
+    if max_bytes is None or size <= max_bytes:
+        return
+    # Measured the way the client measures before it truncates (json.dumps, compact,
+    # UTF-8), which can be shorter than the Rust text (1e-05 against 0.00001): a
+    # record the client kept under its max_record_bytes is never refused.
+    try:
+        exact = len(
+            json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        )
+    except UnicodeError:
+        exact = size
+    if exact > max_bytes:
+        raise RecordRefused(
+            f"record is {exact} bytes; the limit is {max_bytes} bytes "
+            "(the client truncates records above its max_record_bytes before sending)"
+        )
+
+
+def _call_row(
+    project_id: int, rec: CallRecord, raw: dict[str, Any], now: float, max_bytes: int | None
+) -> dict[str, Any]:
     usage = rec.usage
     return {
         "id": rec.id,
@@ -109,12 +157,12 @@ def _call_row(project_id: int, rec: CallRecord, raw: dict[str, Any], now: float)
         "score": None,
         "feedback_count": 0,
         "received_at": now,
-        "record": _dumps(raw),
+        "record": _dumps(raw, max_bytes),
     }
 
 
 def _feedback_row(
-    project_id: int, rec: FeedbackRecord, raw: dict[str, Any], now: float
+    project_id: int, rec: FeedbackRecord, raw: dict[str, Any], now: float, max_bytes: int | None
 ) -> dict[str, Any]:
     return {
         "id": rec.id,
@@ -125,7 +173,7 @@ def _feedback_row(
         "outcome": rec.outcome,
         "score": rec.score,
         "received_at": now,
-        "record": _dumps(raw),
+        "record": _dumps(raw, max_bytes),
     }
 
 
@@ -134,13 +182,16 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield items[i : i + _CHUNK]
 
 
-def ingest(db: Database, project_id: int, records: Sequence[Any]) -> IngestResult:
+def ingest(
+    db: Database, project_id: int, records: Sequence[Any], max_record_bytes: int | None = None
+) -> IngestResult:
     """Validate and store a batch of records for one project.
 
     Args:
         db: the database.
         project_id: the caller's project.
         records: decoded JSON values (each should be a record object).
+        max_record_bytes: refuse (per record) a record whose JSON is larger.
 
     Returns:
         One result per input record: ``ok``, ``duplicate`` or ``error``.
@@ -161,10 +212,10 @@ def ingest(db: Database, project_id: int, records: Sequence[Any]) -> IngestResul
         try:
             if kind == "call":
                 call = CallRecord.model_validate(raw)
-                row = _call_row(project_id, call, raw, now)
+                row = _call_row(project_id, call, raw, now, max_record_bytes)
             elif kind == "feedback":
                 fb = FeedbackRecord.model_validate(raw)
-                row = _feedback_row(project_id, fb, raw, now)
+                row = _feedback_row(project_id, fb, raw, now, max_record_bytes)
             else:
                 res["error"] = "type: must be 'call' or 'feedback'"
                 continue
