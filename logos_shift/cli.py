@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="uvicorn worker processes (default 1; 2+ for more cores)",
     )
+    p.add_argument(
+        "--config",
+        default=None,
+        help="the server's JSON config: backends, outbound policy, limits, rate limits "
+        "(default: $LOGOS_SHIFT_SERVER_CONFIG; none needed)",
+    )
     _add_db(p)
     p.set_defaults(func=_server_cmd("cmd_server"))
 

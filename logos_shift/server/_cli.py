@@ -21,20 +21,26 @@ def cmd_server(args: argparse.Namespace) -> int:
     """Run ``logos-shift server``.
 
     Args:
-        args: parsed arguments (host, port, database_url, log_level).
+        args: parsed arguments (host, port, database_url, log_level, workers, config).
 
     Returns:
-        Exit status.
+        Exit status (2 for an invalid config).
     """
     from ._serve import run
+    from .settings import SettingsError
 
-    run(
-        args.database_url,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        workers=args.workers,
-    )
+    try:
+        run(
+            args.database_url,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            workers=args.workers,
+            config_path=getattr(args, "config", None),
+        )
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,4 +1,8 @@
-"""Running the server: in the foreground (CLI) or in a thread (tests, examples)."""
+"""Running the server: in the foreground (CLI) or in a thread (tests, examples).
+
+Both use the guarded connection handling of :mod:`._http` (header and body
+deadlines, keep-alive and connection caps, quiet accept errors).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,12 @@ from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
 
 from . import _logging
+from ._http import GuardedH11Protocol, QuietServer, accept_batch, quiet_loop, raise_fd_limit
 from .app import create_app
-from .settings import Limits
+from .settings import Limits, ServerSettings
 from .store.db import Database
 from .store.migrations import migrate
 
@@ -25,11 +31,16 @@ def _exit_cleanly(_signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
 
-def _config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Config:
+def _config(
+    app: FastAPI | str, host: str, port: int, log_level: str, limits: Limits, **extra: object
+) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=host,
         port=port,
+        http=GuardedH11Protocol,
+        timeout_keep_alive=limits.keepalive_timeout_s,  # type: ignore[arg-type]
+        backlog=accept_batch(),
         log_config=None,  # our JSON handler, not uvicorn's text format
         access_log=False,  # the Guard middleware logs each request as JSON
         log_level=log_level,
@@ -37,6 +48,7 @@ def _config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Confi
         # On SIGTERM/SIGINT uvicorn stops accepting, lets in-flight requests
         # finish (up to this many seconds), then runs the lifespan shutdown.
         timeout_graceful_shutdown=30,
+        **extra,  # type: ignore[arg-type]
     )
 
 
@@ -48,9 +60,11 @@ def app_from_env() -> FastAPI:
     """Build the app in a uvicorn worker process (``--workers`` > 1).
 
     Returns:
-        The app for the database named by the parent (schema already migrated).
+        The app for the database named by the parent (schema already migrated),
+        with the settings of ``$LOGOS_SHIFT_SERVER_CONFIG`` and the environment.
     """
     _logging.configure(os.environ.get(_ENV_LOG, "info"))
+    quiet_loop()  # the worker's uvicorn loads the app inside its running event loop
     return create_app(os.environ[_ENV_URL], run_migrations=False)
 
 
@@ -61,6 +75,7 @@ def run(
     log_level: str = "info",
     limits: Limits | None = None,
     workers: int = 1,
+    config_path: str | None = None,
 ) -> None:
     """Run the server in the foreground until SIGINT/SIGTERM (graceful shutdown).
 
@@ -69,11 +84,20 @@ def run(
         host: interface to bind.
         port: TCP port.
         log_level: minimum log level.
-        limits: request limits (single-process mode only).
+        limits: request limits (single-process mode only; default: the config's).
         workers: uvicorn worker processes; more than 1 uses every core for
             JSON parsing and validation (SQLite still has one writer at a time).
+        config_path: the server's JSON config (default: ``$LOGOS_SHIFT_SERVER_CONFIG``).
+
+    Raises:
+        SettingsError: the config is invalid (nothing is served).
     """
     _logging.configure(log_level)
+    if config_path is not None:
+        os.environ["LOGOS_SHIFT_SERVER_CONFIG"] = config_path  # the workers read it too
+    settings = ServerSettings.load(config_path)
+    limits = limits or settings.limits
+    raise_fd_limit()
     if threading.current_thread() is threading.main_thread():
         # uvicorn re-raises the stop signal once it has shut down; answering
         # it with SystemExit(0) makes a graceful stop exit with status 0.
@@ -87,20 +111,15 @@ def run(
             db.dispose()
         os.environ[_ENV_URL] = database_url
         os.environ[_ENV_LOG] = log_level
-        uvicorn.run(
-            "logos_shift.server._serve:app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_config=None,
-            access_log=False,
-            log_level=log_level,
-            timeout_graceful_shutdown=30,
-        )
+        config = _config(
+            "logos_shift.server._serve:app_from_env", host, port, log_level, settings.limits,
+            factory=True, workers=workers,
+        )  # fmt: skip
+        sock = config.bind_socket()
+        Multiprocess(config, sockets=[sock]).run()
         return
-    app = create_app(database_url, limits=limits)
-    uvicorn.Server(_config(app, host, port, log_level)).run()
+    app = create_app(database_url, limits=limits, settings=settings)
+    QuietServer(_config(app, host, port, log_level, limits)).run()
 
 
 @dataclass
@@ -141,9 +160,10 @@ def serve_in_thread(
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        sock.listen(2048)
+        sock.listen(accept_batch())
         bound = sock.getsockname()[1]
-        server = uvicorn.Server(_config(app, host, bound, log_level))
+        limits: Limits = getattr(app.state, "limits", None) or Limits()
+        server = QuietServer(_config(app, host, bound, log_level, limits))
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name="logos-server", daemon=True
         )

@@ -26,7 +26,10 @@ pytestmark = pytest.mark.slow
 class Process:
     """A running `logos-shift server` with a config file; stderr goes to a file."""
 
+    sockets: list[socket.socket]
+
     def __init__(self, tmp: Path, limits: dict[str, Any], nofile: int | None = None) -> None:
+        self.sockets = []
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = int(s.getsockname()[1])
@@ -58,9 +61,13 @@ class Process:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def connect(self) -> socket.socket:
-        return socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        self.sockets.append(sock)  # closed by stop()
+        return sock
 
     def stop(self) -> None:
+        for sock in self.sockets:
+            sock.close()
         self.proc.terminate()
         try:
             self.proc.wait(30)
@@ -177,28 +184,21 @@ def test_requests_over_the_concurrency_limit_get_503_but_healthz_answers(start: 
     assert r.status_code == 503
     assert int(r.headers["Retry-After"]) >= 1
     assert _healthz_seconds(proc) < 1.0
-    for s in held:
-        s.close()
 
 
 def test_healthz_answers_under_hundreds_of_slow_connections_with_few_fds(start: Any) -> None:
     """400 half-sent requests against a server limited to 256 file descriptors: /healthz
     answers within 1 s every time, and the log stays small (no traceback per failed accept)."""
     proc = start({"header_timeout_s": 30}, nofile=256)
-    socks = []
     for _ in range(400):
         try:
-            s = proc.connect()
-            s.sendall(b"POST /v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n")
+            proc.connect().sendall(b"POST /v1/ingest HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n")
         except OSError:
-            continue
-        socks.append(s)
+            continue  # the server closed it already to make room
     time.sleep(1.0)
     for _ in range(5):
         assert _healthz_seconds(proc) < 1.0
         time.sleep(0.5)
-    for s in socks:
-        s.close()
     time.sleep(0.5)
     assert os.path.getsize(proc.log_path) < 200_000
     assert b"Traceback" not in proc.log_path.read_bytes()
