@@ -170,7 +170,7 @@ def add_routes(router: APIRouter, limits: Limits) -> None:
         }
         res = ingest(db, principal.project_id, [record], limits.max_record_bytes).results[0]
         if res["status"] == "error":
-            raise ApiError(409 if "another project" in res["error"] else 422, res["error"])
+            raise ApiError(422, res["error"])
         with db.read() as conn:
             call_id = conn.execute(
                 sa.select(feedback.c.call_id).where(

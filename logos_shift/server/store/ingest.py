@@ -3,6 +3,9 @@
 A batch is validated record by record; valid records are inserted with
 ``ON CONFLICT DO NOTHING … RETURNING id`` in one transaction, so a resent
 batch (at-least-once delivery) stores nothing twice and says ``duplicate``.
+Ids are per project: another project's ids are neither refused nor revealed
+(feedback on an id only another project has waits, unjoined, like feedback on
+an id that has not arrived yet).
 Feedback is joined to its call by the call's id or its provider response id;
 feedback whose call has not arrived yet is kept with ``call_id`` NULL and
 joined when the call comes.  The call row carries the latest joined
@@ -236,7 +239,6 @@ def ingest(
         return out
     with db.write() as conn:
         _insert(db, conn, calls, project_id, call_rows, out)
-        _refuse_foreign_targets(conn, project_id, fb_rows, out)
         _insert(db, conn, feedback, project_id, fb_rows, out)
         new_calls = [row for i, row in call_rows if out.results[i]["status"] == "ok"]
         new_fb = [row for i, row in fb_rows if out.results[i]["status"] == "ok"]
@@ -255,16 +257,18 @@ def _insert(
     rows = [(i, row) for i, row in rows if out.results[i]["status"] == "ok"]
     if not rows:
         return
-    owners: dict[str, int] = {}
     inserted: set[str] = set()
     if db.dialect == "sqlite":
         # The write transaction holds SQLite's only write lock, so no other
         # writer can insert between this check and the insert below; a plain
         # executemany is several times faster than INSERT … RETURNING.
+        have: set[str] = set()
         for chunk in _chunks([row["id"] for _, row in rows]):
-            query = sa.select(table.c.id, table.c.project_id).where(table.c.id.in_(chunk))
-            owners.update({str(r[0]): int(r[1]) for r in conn.execute(query)})
-        fresh = [row for _, row in rows if row["id"] not in owners]
+            query = sa.select(table.c.id).where(
+                table.c.project_id == project_id, table.c.id.in_(chunk)
+            )
+            have.update(str(r[0]) for r in conn.execute(query))
+        fresh = [row for _, row in rows if row["id"] not in have]
         if fresh:
             # Straight to the driver: SQLAlchemy's per-row bind processing
             # costs more than the insert itself here.
@@ -277,19 +281,9 @@ def _insert(
         inserted = {row["id"] for row in fresh}
     else:
         inserted = _insert_postgres(conn, table, [row for _, row in rows])
-        missed = [row["id"] for _, row in rows if row["id"] not in inserted]
-        for chunk in _chunks(missed):
-            query = sa.select(table.c.id, table.c.project_id).where(table.c.id.in_(chunk))
-            owners.update({str(r[0]): int(r[1]) for r in conn.execute(query)})
     for i, row in rows:
-        if row["id"] in inserted:
-            continue
-        res = out.results[i]
-        if owners.get(row["id"], project_id) == project_id:
-            res["status"] = "duplicate"
-        else:
-            res["status"] = "error"
-            res["error"] = "id: already used by another project"
+        if row["id"] not in inserted:
+            out.results[i]["status"] = "duplicate"
 
 
 def _insert_postgres(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> set[str]:
@@ -300,7 +294,7 @@ def _insert_postgres(conn: Connection, table: sa.Table, rows: list[dict[str, Any
     cols = [c.name for c in table.columns]
     sql = (
         f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('%s' for _ in cols)}) "
-        "ON CONFLICT (id) DO NOTHING RETURNING id"
+        "ON CONFLICT (project_id, id) DO NOTHING RETURNING id"
     )
     raw = conn.connection.driver_connection
     assert raw is not None
@@ -312,20 +306,6 @@ def _insert_postgres(conn: Connection, table: sa.Table, rows: list[dict[str, Any
             if not cur.nextset():
                 break
     return inserted
-
-
-def _refuse_foreign_targets(
-    conn: Connection, project_id: int, rows: list[tuple[int, dict[str, Any]]], out: IngestResult
-) -> None:
-    targets = sorted({row["target"] for i, row in rows if out.results[i]["status"] == "ok"})
-    foreign: set[str] = set()
-    for chunk in _chunks(targets):
-        query = sa.select(calls.c.id).where(calls.c.id.in_(chunk), calls.c.project_id != project_id)
-        foreign.update(str(r[0]) for r in conn.execute(query))
-    for i, row in rows:
-        if row["target"] in foreign and out.results[i]["status"] == "ok":
-            out.results[i]["status"] = "error"
-            out.results[i]["error"] = "target: belongs to another project"
 
 
 def join_pending(
@@ -389,7 +369,7 @@ def join_pending(
         return set()
     conn.execute(
         feedback.update()
-        .where(feedback.c.id == sa.bindparam("fid"))
+        .where(feedback.c.project_id == project_id, feedback.c.id == sa.bindparam("fid"))
         .values(call_id=sa.bindparam("cid")),
         updates,
     )
@@ -426,7 +406,7 @@ def refresh_summaries(conn: Connection, project_id: int, call_ids: Iterable[str]
     if params:
         conn.execute(
             calls.update()
-            .where(calls.c.id == sa.bindparam("cid"))
+            .where(calls.c.project_id == project_id, calls.c.id == sa.bindparam("cid"))
             .values(
                 outcome=sa.bindparam("o"), score=sa.bindparam("s"), feedback_count=sa.bindparam("n")
             ),
