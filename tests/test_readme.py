@@ -76,6 +76,7 @@ def test_security_tables_list_every_limit_and_rate_limit() -> None:
     from logos_shift.server import Limits, RateLimits
 
     security = README.split("## Security", 1)[1].split("\n## ", 1)[0]
+
     def shown(value: float) -> str:
         return str(int(value)) if float(value).is_integer() else str(value)
 

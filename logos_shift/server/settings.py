@@ -90,7 +90,7 @@ class Limits:
     max_concurrent_requests: int = 64
 
     def __post_init__(self) -> None:
-        _check_positive(self, "limits")
+        _check_numbers(self, "limits", zero=False)
 
 
 @dataclass(frozen=True)
@@ -123,12 +123,7 @@ class RateLimits:
     bad_key_block_s: float = 60.0
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise SettingsError(f"rate_limits.{f.name} must be a number")
-            if not math.isfinite(value) or value < 0:
-                raise SettingsError(f"rate_limits.{f.name} must be a finite number >= 0")
+        _check_numbers(self, "rate_limits", zero=True)
 
 
 @dataclass(frozen=True)
@@ -264,10 +259,8 @@ class ServerSettings:
                 launches_per_day=int(finetune.get("launches_per_day", 10)),
                 outbound=AddressPolicy(**outbound),
                 webhook_timeout_s=float(webhooks.get("timeout_s", 5.0)),
-                limits=Limits(**_numbers(_section(data, "limits", _names(Limits)), "limits")),
-                rate_limits=RateLimits(
-                    **_numbers(_section(data, "rate_limits", _names(RateLimits)), "rate_limits")
-                ),
+                limits=Limits(**_section(data, "limits", _names(Limits))),
+                rate_limits=RateLimits(**_section(data, "rate_limits", _names(RateLimits))),
             )
         except (TypeError, ValueError) as exc:
             if isinstance(exc, SettingsError):
@@ -350,19 +343,14 @@ def _section(data: Mapping[str, Any], name: str, known: set[str]) -> dict[str, A
     return dict(value)
 
 
-def _numbers(values: dict[str, Any], section: str) -> dict[str, Any]:
-    for key, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SettingsError(f"{section}.{key} must be a number")
-    return values
-
-
-def _check_positive(obj: Any, section: str) -> None:
+def _check_numbers(obj: Any, section: str, zero: bool) -> None:
+    """Every field of ``obj`` a finite number (an integer where typed so), > 0 or >= 0."""
     for f in fields(obj):
         value = getattr(obj, f.name)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SettingsError(f"{section}.{f.name} must be a number")
-        if not math.isfinite(value) or value <= 0:
-            raise SettingsError(f"{section}.{f.name} must be a finite number > 0")
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            bound = ">= 0" if zero else "> 0"
+            raise SettingsError(f"{section}.{f.name} must be a finite number {bound}")
         if f.type in ("int", int) and not isinstance(value, int):
             raise SettingsError(f"{section}.{f.name} must be an integer")

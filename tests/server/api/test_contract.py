@@ -3,14 +3,11 @@ included): who may call what (the auth matrix) and that every status answered is
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import requests
 
-from logos_shift.server import Database, RunningServer, create_app, create_key, serve_in_thread
-from logos_shift.server.store.keys import list_keys, revoke_key
+from logos_shift.server import RunningServer
 
 PARAMS = {"route": "support", "name": "support", "model": "gpt-4o", "action": "pause"}
 MALFORMED = [
@@ -19,25 +16,6 @@ MALFORMED = [
     "Bearer not-a-key", "Bearer\tlsk_tab",
 ]  # fmt: skip
 INGEST_SCOPE = {("POST", "/v1/ingest"), ("POST", "/v1/feedback"), ("GET", "/v1/config")}
-
-
-@pytest.fixture
-def full(db: Database) -> Iterator[tuple[RunningServer, dict[str, str]]]:
-    """The app with every endpoint (rate limits off), and keys of every kind of caller."""
-    from logos_shift.server import RateLimits, ServerSettings
-
-    off = RateLimits(ingest_per_s=0, admin_per_s=0, bad_keys_per_address=0)
-    app = create_app(db, settings=ServerSettings(rate_limits=off))
-    keys = {
-        "admin": create_key(db, "acme", "admin")[0],
-        "ingest": create_key(db, "acme", "ingest")[0],
-        "other": create_key(db, "other", "admin")[0],
-        "revoked": create_key(db, "acme", "admin")[0],
-    }
-    revoked = [k for k in list_keys(db, "acme") if k.scope == "admin"][-1]
-    assert revoke_key(db, revoked.id)
-    with serve_in_thread(app) as running:
-        yield running, keys
 
 
 def _operations(spec: dict[str, Any]) -> list[tuple[str, str]]:
@@ -61,11 +39,11 @@ def _call(base: str, method: str, path: str, auth: str | None) -> requests.Respo
 
 
 def test_every_operation_answers_every_kind_of_caller_as_it_should(
-    full: tuple[RunningServer, dict[str, str]],
+    full_server: tuple[RunningServer, dict[str, str]],
 ) -> None:
     """No key, 11 malformed headers and a revoked key get 401; an ingest key gets 403 outside
     ingest, feedback and config; admin keys pass; every answer is documented."""
-    running, keys = full
+    running, keys = full_server
     spec = requests.get(running.url + "/openapi.json", timeout=10).json()
     operations = _operations(spec)
     assert len(operations) >= 19
@@ -96,11 +74,11 @@ def test_every_operation_answers_every_kind_of_caller_as_it_should(
 
 
 def test_every_operation_documents_its_error_statuses(
-    full: tuple[RunningServer, dict[str, str]],
+    full_server: tuple[RunningServer, dict[str, str]],
 ) -> None:
     """Each operation lists the errors every endpoint can answer, and the rollout ones list
     404, 409 and 502 where they answer them."""
-    running, _ = full
+    running, _ = full_server
     spec = requests.get(running.url + "/openapi.json", timeout=10).json()
     for method, path in _operations(spec):
         op = spec["paths"][path][method.lower()]

@@ -9,12 +9,11 @@ schemas, content types).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from logos_shift.server import Database, RunningServer, create_app, create_key, serve_in_thread
+from logos_shift.server import RunningServer
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -23,21 +22,6 @@ from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.checks import positive_data_acceptance  # noqa: E402
 
 MAX_EXAMPLES = 15
-
-
-@pytest.fixture
-def full_server(db: Database) -> Iterator[tuple[RunningServer, dict[str, str]]]:
-    """The app with every endpoint and rate limits off (fuzzing is a burst of requests)."""
-    from logos_shift.server import RateLimits, ServerSettings
-
-    off = RateLimits(ingest_per_s=0, admin_per_s=0, bad_keys_per_address=0)
-    app = create_app(db, settings=ServerSettings(rate_limits=off))
-    keys = {
-        "admin": create_key(db, "acme", "admin")[0],
-        "ingest": create_key(db, "acme", "ingest")[0],
-    }
-    with serve_in_thread(app) as running:
-        yield running, keys
 
 
 @pytest.mark.parametrize("scope", ["admin", "ingest"])
