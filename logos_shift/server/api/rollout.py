@@ -42,6 +42,8 @@ def _finite_tree(value: dict[str, Any]) -> dict[str, Any]:
         item = stack.pop()
         if isinstance(item, float) and not math.isfinite(item):
             raise ValueError("numbers must be finite")
+        if isinstance(item, int) and not isinstance(item, bool) and abs(item) > 10**15:
+            raise ValueError("numbers must be within ±1e15")  # a 400-digit integer, say
         if isinstance(item, dict):
             stack.extend(item.values())
         elif isinstance(item, list):

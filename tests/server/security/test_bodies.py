@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import requests
 
 from logos_shift.server import Database
 from tests.server.support import Api
@@ -196,3 +197,25 @@ def test_a_record_with_an_overflowing_number_is_refused_and_listings_work(
     assert listing.status_code == 200
     assert len(listing.json()["calls"]) == 1
     assert admin.get("/v1/datasets/support/export").status_code == 200
+
+
+FINETUNE_BODIES = [
+    b'{"dataset": "d", "base_model": "m", "policy": {"min_stage_s": NaN}}',
+    b'{"dataset": "d", "base_model": "m", "min_score": Infinity}',
+    b'{"dataset": "d", "base_model": "m", "since": 1e999}',
+    b'{"dataset": "d", "base_model": "m", "policy": {"stages": [1' + b"0" * 400 + b", 1.0]}}",
+    b'{"dataset": "d", "base_model": "m", "seed": 1' + b"0" * 400 + b"}",
+    b'{"dataset": "d", "base_model": "m", "until": -5}',
+]
+
+
+@pytest.mark.parametrize("body", FINETUNE_BODIES)
+def test_finetune_numbers_out_of_range_are_refused(full_server: Any, body: bytes) -> None:
+    """NaN, Infinity and out-of-range numbers in a fine-tune request are a 422, never a 500
+    (before: stored as NaN and answered 202, or a 400-digit integer crashed the policy)."""
+    running, keys = full_server
+    r = requests.post(
+        running.url + "/v1/finetune", data=body, timeout=30,
+        headers={"Authorization": f"Bearer {keys['admin']}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    assert r.status_code == 422, (body[:80], r.status_code, r.text)
