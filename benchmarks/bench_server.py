@@ -68,9 +68,13 @@ def _free_port() -> int:
 @contextmanager
 def _server(url: str, workers: int) -> Iterator[str]:
     port = _free_port()
+    # The benchmark measures throughput, not the per-key rate limits (one key sends it all).
+    config = Path(tempfile.mkdtemp()) / "server.json"
+    config.write_text(json.dumps({"rate_limits": {"ingest_per_s": 0, "admin_per_s": 0}}))
     proc = subprocess.Popen(
         [sys.executable, "-m", "logos_shift", "server", "--port", str(port),
-         "--database-url", url, "--log-level", "warning", "--workers", str(workers)],
+         "--database-url", url, "--log-level", "warning", "--workers", str(workers),
+         "--config", str(config)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

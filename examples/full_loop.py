@@ -24,7 +24,7 @@ import openai
 
 import logos_shift
 from logos_shift.cli import main as cli
-from logos_shift.server import create_app, create_key
+from logos_shift.server import Backend, ServerSettings, create_app, create_key
 from logos_shift.server._serve import serve_in_thread
 from logos_shift.server.api.rollout import install
 from logos_shift.server.rollout.service import RolloutService
@@ -99,7 +99,10 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="logos-full-loop-"))
     with FakeProvider() as fp:
         fp.finetune_schedule(seconds_per_phase=0.3)
-        app = create_app(f"sqlite:///{tmp / 'logos.db'}")
+        # The server's operator configures the fine-tuning backend (here: the fake provider)
+        # by name; projects choose it by name and never see its key.
+        backends = {"fake": Backend("fake", fp.openai_base_url, "fake-operator-key")}
+        app = create_app(f"sqlite:///{tmp / 'logos.db'}", settings=ServerSettings(backends))
         service = install(app, RolloutService(app.state.db, poll_s=(0.1, 0.3)))
         admin_key, _ = create_key(app.state.db, "demo", "admin")
         ingest_key, _ = create_key(app.state.db, "demo", "ingest")
@@ -150,8 +153,6 @@ def main() -> None:
                     "--base-model",
                     "gpt-4o-mini",
                     "--backend",
-                    fp.openai_base_url,
-                    "--backend-api-key",
                     "fake",
                     "--policy",
                     json.dumps(POLICY),
@@ -179,8 +180,6 @@ def main() -> None:
                     "--base-model",
                     "gpt-4o-mini",
                     "--backend",
-                    fp.openai_base_url,
-                    "--backend-api-key",
                     "fake",
                     "--policy",
                     json.dumps(POLICY),

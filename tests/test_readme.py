@@ -130,3 +130,22 @@ def test_the_install_commands_name_real_extras() -> None:
     assert named
     for group in named:
         assert set(group.split(",")) <= extras, group
+
+
+def test_security_tables_list_every_limit_and_rate_limit() -> None:
+    """Every server limit is in the README's limits table with its default, and every rate
+    limit (with its default) in the rate limits table."""
+    from logos_shift.server import Limits, RateLimits
+
+    security = README.split("## Security", 1)[1].split("\n## ", 1)[0]
+
+    def shown(value: float) -> str:
+        return str(int(value)) if float(value).is_integer() else str(value)
+
+    for field in dataclasses.fields(Limits):
+        value = getattr(Limits(), field.name)
+        assert f"| `{field.name}` | `{shown(value)}` |" in security, field.name
+    for field in dataclasses.fields(RateLimits):
+        value = getattr(RateLimits(), field.name)
+        assert f"`{field.name}`" in security, field.name
+        assert f"`{shown(value)}`" in security, (field.name, value)

@@ -74,15 +74,15 @@ def register(sub: Any) -> None:
     s.add_argument(
         "--backend",
         default=None,
-        metavar="URL",
-        help="an OpenAI-compatible fine-tuning API root (default: OpenAI's)",
+        metavar="NAME|URL",
+        help="a backend the server's operator configured (by name; default: the server's "
+        "default), or your own OpenAI-compatible API root (a URL; needs --backend-api-key)",
     )
     s.add_argument(
         "--backend-api-key",
         default=None,
         metavar="KEY",
-        help="key for the backend, used by the server and never stored "
-        "(default: the server's $LOGOS_SHIFT_FINETUNE_API_KEY)",
+        help="your key for a --backend URL, used by the server and never stored",
     )
     s.add_argument(
         "--route", default=None, help="the route to roll out on (default: the dataset's name)"
@@ -140,6 +140,10 @@ def register(sub: Any) -> None:
     s.set_defaults(func=run_start)
 
 
+def _is_url(value: str | None) -> bool:
+    return value is not None and value.startswith(("http://", "https://"))
+
+
 def run_start(args: argparse.Namespace) -> int:
     """Run ``logos-shift finetune start``.
 
@@ -152,7 +156,8 @@ def run_start(args: argparse.Namespace) -> int:
     """
     body: dict[str, Any] = {"dataset": args.dataset, "base_model": args.base_model}
     for key, value in (
-        ("backend_url", args.backend),
+        ("backend_url", args.backend if _is_url(args.backend) else None),
+        ("backend", None if _is_url(args.backend) else args.backend),
         ("backend_api_key", args.backend_api_key),
         ("route", args.route),
         ("control_model", args.control_model),

@@ -73,6 +73,13 @@ def register(sub: Any) -> None:
         default=1,
         help="uvicorn worker processes (default 1; one per core for more throughput)",
     )
+    p.add_argument(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="the server's JSON config: backends, outbound policy, limits, rate limits "
+        "(default: $LOGOS_SHIFT_SERVER_CONFIG; none needed)",
+    )
     _add_db(p)
     p.set_defaults(func=_cmd_server)
 
@@ -213,6 +220,7 @@ def _cmd_server(args: argparse.Namespace) -> int:
     if not _server_modules():
         return 2
     from logos_shift.server import bind, run
+    from logos_shift.server.settings import SettingsError
 
     url = _url(args)
     try:
@@ -234,7 +242,11 @@ def _cmd_server(args: argparse.Namespace) -> int:
             log_level=args.log_level,
             workers=args.workers,
             sock=sock,
+            config_path=args.config,
         )
+    except SettingsError as exc:  # an invalid --config (or $LOGOS_SHIFT_SERVER_CONFIG)
+        _output.err(str(exc))
+        return 2
     except ValueError as exc:  # e.g. the database directory vanished meanwhile
         _output.err(str(exc))
         return 2

@@ -25,6 +25,17 @@ _ROUTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@+-]{0,127}")
 _MAX_NAME = 200
 
 
+def _text_problem(value: str) -> str | None:
+    """Why a string cannot be stored and served as JSON text (the records' rule), or None."""
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid UTF-8 text (no lone surrogates)"
+    return None
+
+
 def _type_name(value: object) -> str:
     if value is None:
         return "null"
@@ -58,7 +69,31 @@ class Validator:
             if not isinstance(key, str):
                 self.err(path, f"keys must be strings, got {_type_name(key)}")
                 return None
+            problem = _text_problem(key)
+            if problem is not None:
+                self.err(path, f"key {key!r}: {problem}")
+                return None
         return value
+
+    def free(self, value: object, path: str) -> None:
+        """Check a free-form JSON value (overrides, policy): text, keys and numbers."""
+        stack = [(value, path)]
+        while stack:
+            item, p = stack.pop()
+            if isinstance(item, str):
+                problem = _text_problem(item)
+                if problem is not None:
+                    self.err(p, problem)
+            elif isinstance(item, float) and not math.isfinite(item):
+                self.err(p, f"must be a finite number, got {item}")
+            elif isinstance(item, Mapping):
+                for k, v in item.items():
+                    problem = _text_problem(k) if isinstance(k, str) else "keys must be strings"
+                    if problem is not None:
+                        self.err(p, f"key {k!r}: {problem}")
+                    stack.append((v, self._p(p, str(k))))
+            elif isinstance(item, list):
+                stack.extend((v, f"{p}[{i}]") for i, v in enumerate(item))
 
     def keys(self, m: Mapping[str, Any], path: str, allowed: set[str], root: bool = False) -> None:
         for key in m:
@@ -83,6 +118,10 @@ class Validator:
             return default
         if not value.strip():
             self.err(self._p(path, key), "must not be empty")
+            return default
+        problem = _text_problem(value)
+        if problem is not None:
+            self.err(self._p(path, key), problem)
             return default
         if len(value) > max_len:
             self.err(self._p(path, key), f"longer than {max_len} characters")
@@ -123,7 +162,10 @@ class Validator:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
             self.err(self._p(path, key), f"expected number, got {_type_name(value)}")
             return default
-        f = float(value)
+        try:
+            f = float(value)
+        except OverflowError:
+            f = math.inf
         if not math.isfinite(f):
             self.err(self._p(path, key), f"must be a finite number, got {value}")
             return default
@@ -237,6 +279,7 @@ class Validator:
             call = self.str_(sub, "callable", vp)
             model = self.str_(sub, "model", vp, required=call is None and "callable" not in sub)
             overrides = self.sub(sub, "param_overrides", vp)
+            self.free(overrides, f"{vp}.param_overrides")
             if "model" in overrides:
                 self.err(f"{vp}.param_overrides.model", "use the variant's model field")
             weight = self.num(sub, "weight", vp, default=1.0, positive=True)
@@ -297,7 +340,7 @@ class Validator:
                 vals: list[float] = []
                 for i, s in enumerate(raw_stages):
                     ok = isinstance(s, (int, float)) and not isinstance(s, bool)
-                    if not ok or not 0.0 <= float(s) <= 1.0:
+                    if not ok or not 0 <= s <= 1:  # no float(): a 400-digit integer overflows
                         self.err(f"{p}.stages[{i}]", "must be a number between 0 and 1")
                     else:
                         vals.append(float(s))
@@ -348,6 +391,8 @@ class Validator:
         if raw is None:
             return None
         sub = self.obj(raw, f"{path}.policy")
+        if sub is not None:
+            self.free(sub, f"{path}.policy")
         return None if sub is None else copy.deepcopy(dict(sub))
 
 

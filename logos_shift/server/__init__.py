@@ -34,21 +34,29 @@ if TYPE_CHECKING:
         serve_in_thread as serve_in_thread,
     )
     from .app import create_app as create_app
-    from .deps import Limits as Limits
     from .finetune.backend import FineTuneBackend as FineTuneBackend
+    from .outbound import AddressPolicy as AddressPolicy
     from .rollout.service import RolloutService as RolloutService
+    from .settings import Backend as Backend
+    from .settings import Limits as Limits
+    from .settings import RateLimits as RateLimits
+    from .settings import ServerSettings as ServerSettings
     from .store.db import DEFAULT_DATABASE_URL as DEFAULT_DATABASE_URL
     from .store.db import Database as Database
     from .store.keys import create_key as create_key
 
 _EXPORTS = {
+    "AddressPolicy": ".outbound",
+    "Backend": ".settings",
     "DEFAULT_DATABASE_URL": ".store.db",
     "Database": ".store.db",
     "FineTuneBackend": ".finetune.backend",
-    "Limits": ".deps",
+    "Limits": ".settings",
     "PortInUse": "._serve",
+    "RateLimits": ".settings",
     "RolloutService": ".rollout.service",
     "RunningServer": "._serve",
+    "ServerSettings": ".settings",
     "bind": "._serve",
     "create_app": ".app",
     "create_key": ".store.keys",

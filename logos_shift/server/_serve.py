@@ -1,4 +1,8 @@
-"""Running the server: in the foreground (CLI) or in a thread (tests, examples)."""
+"""Running the server: in the foreground (CLI) or in a thread (tests, examples).
+
+Both use the guarded connection handling of :mod:`._http` (header and body
+deadlines, keep-alive and connection caps, quiet accept errors).
+"""
 
 from __future__ import annotations
 
@@ -15,10 +19,12 @@ from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.supervisors import Multiprocess
 
 from . import _logging
+from ._http import GuardedH11Protocol, QuietServer, accept_batch, quiet_loop, raise_fd_limit
 from .app import create_app
-from .deps import Limits
+from .settings import Limits, ServerSettings
 from .store.db import Database, normalise_url, sqlite_path
 from .store.migrations import migrate
 
@@ -27,11 +33,16 @@ def _exit_cleanly(_signum: int, _frame: object) -> None:
     raise SystemExit(0)
 
 
-def _config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Config:
+def _config(
+    app: FastAPI | str, host: str, port: int, log_level: str, limits: Limits, **extra: object
+) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=host,
         port=port,
+        http=GuardedH11Protocol,
+        timeout_keep_alive=limits.keepalive_timeout_s,  # type: ignore[arg-type]
+        backlog=accept_batch(),
         log_config=None,  # our JSON handler, not uvicorn's text format
         access_log=False,  # the Guard middleware logs each request as JSON
         log_level=log_level,
@@ -39,6 +50,7 @@ def _config(app: FastAPI, host: str, port: int, log_level: str) -> uvicorn.Confi
         # On SIGTERM/SIGINT uvicorn stops accepting, lets in-flight requests
         # finish (up to this many seconds), then runs the lifespan shutdown.
         timeout_graceful_shutdown=30,
+        **extra,  # type: ignore[arg-type]
     )
 
 
@@ -67,12 +79,13 @@ def bind(host: str, port: int) -> socket.socket:
         PortInUse: the address is already in use.
         OSError: another binding problem (e.g. an unknown host, a port below 1024).
     """
+    raise_fd_limit()  # before listening: the backlog follows the file descriptor limit
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        sock.listen(2048)
+        sock.listen(accept_batch())
     except OSError as exc:
         sock.close()
         if exc.errno == errno.EADDRINUSE:
@@ -90,9 +103,11 @@ def app_from_env() -> FastAPI:
     """Build the app in a uvicorn worker process (``--workers`` > 1).
 
     Returns:
-        The app for the database named by the parent (schema already migrated).
+        The app for the database named by the parent (schema already migrated),
+        with the settings of ``$LOGOS_SHIFT_SERVER_CONFIG`` and the environment.
     """
     _logging.configure(os.environ.get(_ENV_LOG, "info"))
+    quiet_loop()  # the worker's uvicorn loads the app inside its running event loop
     return create_app(os.environ[_ENV_URL], run_migrations=False)
 
 
@@ -104,6 +119,7 @@ def run(
     limits: Limits | None = None,
     workers: int = 1,
     sock: socket.socket | None = None,
+    config_path: str | None = None,
 ) -> None:
     """Run the server in the foreground until SIGINT/SIGTERM (graceful shutdown).
 
@@ -112,14 +128,16 @@ def run(
         host: interface to bind.
         port: TCP port.
         log_level: minimum log level.
-        limits: request limits (single-process mode only).
+        limits: request limits (single-process mode only; default: the config's).
         workers: uvicorn worker processes; more than 1 uses every core for
             JSON parsing and validation (SQLite still has one writer at a time).
         sock: a socket from :func:`bind` to serve on (default: bind ``host:port``
             here, before the database is opened).
+        config_path: the server's JSON config (default: ``$LOGOS_SHIFT_SERVER_CONFIG``).
 
     Raises:
         PortInUse: ``host:port`` is taken.
+        SettingsError: the config is invalid (nothing is served).
     """
     if sock is None:
         sock = bind(host, port)
@@ -134,6 +152,10 @@ def run(
         logging.getLogger("logos_shift.server").info(
             "creating a new database", extra={"path": str(path)}
         )
+    if config_path is not None:
+        os.environ["LOGOS_SHIFT_SERVER_CONFIG"] = config_path  # the workers read it too
+    settings = ServerSettings.load(config_path)
+    limits = limits or settings.limits
     if threading.current_thread() is threading.main_thread():
         # uvicorn re-raises the stop signal once it has shut down; answering
         # it with SystemExit(0) makes a graceful stop exit with status 0.
@@ -147,21 +169,16 @@ def run(
             db.dispose()
         os.environ[_ENV_URL] = database_url
         os.environ[_ENV_LOG] = log_level
-        uvicorn.run(
-            "logos_shift.server._serve:app_from_env",
-            factory=True,
-            host=host,
-            port=port,
-            workers=workers,
-            log_config=None,
-            access_log=False,
-            log_level=log_level,
-            timeout_graceful_shutdown=30,
-        )
+        config = _config(
+            "logos_shift.server._serve:app_from_env", host, port, log_level, settings.limits,
+            factory=True, workers=workers,
+        )  # fmt: skip
+        sock = config.bind_socket()
+        Multiprocess(config, sockets=[sock]).run()
         return
     try:
-        app = create_app(database_url, limits=limits)
-        uvicorn.Server(_config(app, host, port, log_level)).run(sockets=[sock])
+        app = create_app(database_url, limits=limits, settings=settings)
+        QuietServer(_config(app, host, port, log_level, limits)).run(sockets=[sock])
     finally:
         sock.close()
 
@@ -204,9 +221,10 @@ def serve_in_thread(
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
-        sock.listen(2048)
+        sock.listen(accept_batch())
         bound = sock.getsockname()[1]
-        server = uvicorn.Server(_config(app, host, bound, log_level))
+        limits: Limits = getattr(app.state, "limits", None) or Limits()
+        server = QuietServer(_config(app, host, bound, log_level, limits))
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name="logos-server", daemon=True
         )

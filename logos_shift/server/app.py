@@ -1,7 +1,8 @@
-"""The FastAPI application: its assembly, lifespan, body limits and access log."""
+"""The FastAPI application: its assembly, lifespan, body and concurrency limits, access log."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -10,8 +11,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from .deps import Limits, TooLarge
+from .deps import TooLarge
 from .errors import error_response, install
+from .ratelimit import RateLimiter
+from .settings import Limits, ServerSettings
 from .store.db import Database
 from .store.migrations import migrate
 
@@ -27,11 +30,17 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class Guard:
-    """ASGI middleware: body size limits, NUL-free URLs, and a JSON access log."""
+    """ASGI middleware: body size and concurrency limits, NUL-free URLs, a JSON access log.
+
+    Requests beyond ``max_concurrent_requests`` in flight are answered 503 with
+    ``Retry-After`` at once (``/healthz`` is exempt, so a load balancer still sees
+    the server alive); one event loop runs this, so a plain counter is enough.
+    """
 
     def __init__(self, app: ASGIApp, limits: Limits) -> None:
         self.app = app
         self.limits = limits
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection scope.
@@ -54,8 +63,20 @@ class Guard:
                 status["code"] = message["status"]
             await send(message)
 
+        busy = path != "/healthz" and self.in_flight >= self.limits.max_concurrent_requests
         try:
-            await self._handle(scope, receive, send_wrapper, path, headers)
+            if busy:
+                await error_response(
+                    503,
+                    "the server is handling too many requests; retry shortly",
+                    headers={"Retry-After": "1"},
+                )(scope, receive, send_wrapper)
+                return
+            self.in_flight += 1
+            try:
+                await self._handle(scope, receive, send_wrapper, path, headers)
+            finally:
+                self.in_flight -= 1
         finally:
             logger.info(
                 "request",
@@ -112,6 +133,7 @@ def create_app(
     database: str | Database = "sqlite:///logos.db",
     *,
     limits: Limits | None = None,
+    settings: ServerSettings | None = None,
     run_migrations: bool = True,
     extensions: bool = True,
 ) -> FastAPI:
@@ -120,12 +142,16 @@ def create_app(
     Args:
         database: a database URL (the app owns and disposes the engine) or a
             :class:`Database` (the caller owns it).
-        limits: request limits (defaults: :class:`Limits`).
+        limits: request limits (default: ``settings.limits``).
+        settings: what the operator configures: backends, outbound policy, quotas,
+            limits, rate limits (default: :meth:`ServerSettings.load`, i.e. the file
+            named by ``$LOGOS_SHIFT_SERVER_CONFIG`` and the environment).
         run_migrations: upgrade the schema in place before serving.
         extensions: install the fine-tuning and rollout endpoints and service.
 
     Returns:
-        The FastAPI app; ``app.state.db`` is the database.
+        The FastAPI app; ``app.state.db`` is the database, ``app.state.settings``
+        the settings.
 
     Example:
         >>> app = create_app("sqlite:///logos.db")  # doctest: +SKIP
@@ -134,8 +160,11 @@ def create_app(
     from .api import rollout as rollout_api
 
     owned = isinstance(database, str)
+    settings = settings if settings is not None else ServerSettings.load()
+    if limits is not None:
+        settings = dataclasses.replace(settings, limits=limits)
+    limits = settings.limits
     db = Database(database) if isinstance(database, str) else database
-    limits = limits or Limits()
     if run_migrations:
         migrate(db)
 
@@ -159,6 +188,8 @@ def create_app(
     )
     app.state.db = db
     app.state.limits = limits
+    app.state.settings = settings
+    app.state.rate_limiter = RateLimiter(settings.rate_limits)
     install(app)
     app.include_router(api.build_router(limits))
     installed: list[object] = []

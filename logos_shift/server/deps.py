@@ -1,9 +1,8 @@
-"""FastAPI dependencies: the database, API-key auth and scopes, request limits."""
+"""FastAPI dependencies: the database, API-key auth, scopes and rate limits, request limits."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -12,6 +11,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException
 
 from .errors import ApiError
+from .ratelimit import RateLimiter, retry_after
+from .settings import Limits
 from .store.db import Database
 from .store.keys import Principal, authenticate
 
@@ -25,23 +26,6 @@ __all__ = [
     "no_unknown_query",
     "require",
 ]
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Request limits.
-
-    Attributes:
-        max_ingest_bytes: largest ``/v1/ingest`` body as sent (gzip'd or not).
-        max_decompressed_bytes: largest ingest body after gunzip.
-        max_batch_records: most records in one ingest batch.
-        max_body_bytes: largest body of every other endpoint.
-    """
-
-    max_ingest_bytes: int = 16 * 1024 * 1024
-    max_decompressed_bytes: int = 64 * 1024 * 1024
-    max_batch_records: int = 5000
-    max_body_bytes: int = 1024 * 1024
 
 
 class TooLarge(HTTPException):
@@ -78,7 +62,19 @@ def _principal(
     request: Request,
     creds: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> Principal:
+    limiter: RateLimiter = request.app.state.rate_limiter
+    address = request.client.host if request.client else "unknown"
+    wait = limiter.blocked(address)
+    if wait:
+        raise ApiError(
+            429,
+            "too many requests with a missing or wrong API key from this address; "
+            f"retry in {retry_after(wait)} s",
+            "rate_limited",
+            headers={"Retry-After": retry_after(wait)},
+        )
     if creds is None:
+        limiter.failed(address)
         raise ApiError(
             401,
             "missing API key: send 'Authorization: Bearer <key>'",
@@ -86,7 +82,16 @@ def _principal(
         )
     principal = authenticate(get_db(request), creds.credentials)
     if principal is None:
+        limiter.failed(address)
         raise ApiError(401, "invalid or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+    wait = limiter.take(principal.key_id, principal.scope)
+    if wait:
+        raise ApiError(
+            429,
+            f"this key's rate limit is exceeded; retry in {retry_after(wait)} s",
+            "rate_limited",
+            headers={"Retry-After": retry_after(wait)},
+        )
     return principal
 
 

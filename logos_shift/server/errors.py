@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 logger = logging.getLogger("logos_shift.server")
 
@@ -22,6 +23,9 @@ _CODES = {
     413: "too_large",
     415: "unsupported_media_type",
     422: "invalid_request",
+    429: "rate_limited",
+    502: "backend_failed",
+    503: "unavailable",
 }
 
 
@@ -103,6 +107,11 @@ def install(app: FastAPI) -> None:
             exc.status_code, str(exc.detail), headers=dict(exc.headers or {}) or None
         )
 
+    async def disconnected(request: Request, _exc: Exception) -> JSONResponse:
+        # A client gone mid-body (or cut off at the body deadline): no traceback.
+        logger.info("client disconnected", extra={"path": request.url.path})
+        return error_response(400, "the client disconnected before sending the whole body")
+
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.error("unhandled error", exc_info=exc, extra={"path": request.url.path})
         return error_response(500, "internal server error", "internal")
@@ -110,4 +119,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, api_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(ClientDisconnect, disconnected)
     app.add_exception_handler(Exception, unexpected)

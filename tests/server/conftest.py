@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 
-from logos_shift.server import Database, RunningServer, create_app, create_key, serve_in_thread
+from logos_shift.server import (
+    Database,
+    RateLimits,
+    RunningServer,
+    ServerSettings,
+    create_app,
+    create_key,
+    serve_in_thread,
+)
+from logos_shift.server.store.keys import list_keys, revoke_key
 from tests.server.support import Api, count_rows, db_url, make_call, make_feedback, postgres_url
 
 __all__ = ["db_url", "postgres_url"]  # fixtures defined in support, registered here
@@ -32,10 +41,35 @@ class Keys:
     other_admin: str
 
 
+#: The API tests send bursts of requests (and of wrong keys) from 127.0.0.1: rate limits
+#: are off here and tested on their own in tests/server/security/test_rate_limits.py.
+NO_RATE_LIMITS = ServerSettings(
+    rate_limits=RateLimits(ingest_per_s=0, admin_per_s=0, bad_keys_per_address=0)
+)
+
+
 @pytest.fixture
 def app(db: Database) -> Any:
     """The FastAPI app on the test database (migrated), without the rollout extension."""
-    return create_app(db, extensions=False)
+    return create_app(db, extensions=False, settings=NO_RATE_LIMITS)
+
+
+@pytest.fixture
+def full_server(db: Database) -> Iterator[tuple[RunningServer, dict[str, str]]]:
+    """The app with every endpoint (fine-tune and rollout included), rate limits off, served;
+    and keys of every kind of caller: ``admin``, ``ingest``, ``other`` (another project's
+    admin) and ``revoked``."""
+    app = create_app(db, settings=NO_RATE_LIMITS)
+    keys = {
+        "admin": create_key(db, "acme", "admin")[0],
+        "ingest": create_key(db, "acme", "ingest")[0],
+        "other": create_key(db, "other", "admin")[0],
+        "revoked": create_key(db, "acme", "admin")[0],
+    }
+    revoked = [k for k in list_keys(db, "acme") if k.scope == "admin"][-1]
+    assert revoke_key(db, revoked.id)
+    with serve_in_thread(app) as running:
+        yield running, keys
 
 
 @pytest.fixture

@@ -1,8 +1,10 @@
 """The server's packages import only downwards: stats and store at the bottom, the app on top.
 
-``stats`` is pure arithmetic; ``store`` is every table and query (it may read the
-rollout value types of ``rollout/types.py``, a leaf); ``finetune`` and ``rollout``
-build on them; ``api`` on all of those; ``app.py`` assembles everything.
+``stats`` is pure arithmetic; ``outbound`` (the address policy and the pinned HTTP
+client) and ``settings`` (what the operator configures) are leaves; ``store`` is every
+table and query (it may read the rollout value types of ``rollout/types.py``, a leaf);
+``finetune`` and ``rollout`` build on them; ``api`` on all of those; ``app.py``
+assembles everything.
 """
 
 from __future__ import annotations
@@ -19,12 +21,27 @@ ALLOWED: dict[str, set[str]] = {
     "stats": set(),
     "events": set(),
     "errors": set(),
+    "outbound": set(),
+    "settings": {"outbound"},
+    "ratelimit": {"settings"},
     "rollout.types": set(),
     "store": {"rollout.types"},
-    "finetune": {"store"},
-    "rollout": {"store", "stats", "finetune", "events", "rollout.types"},
-    "deps": {"store", "errors"},
-    "api": {"store", "stats", "finetune", "rollout", "rollout.types", "deps", "errors", "events"},
+    "finetune": {"store", "outbound", "settings"},
+    "rollout": {"store", "stats", "finetune", "events", "rollout.types", "outbound", "settings"},
+    "deps": {"store", "errors", "settings", "ratelimit"},
+    "api": {
+        "store",
+        "stats",
+        "finetune",
+        "rollout",
+        "rollout.types",
+        "deps",
+        "errors",
+        "events",
+        "outbound",
+        "settings",
+        "ratelimit",
+    },
 }
 
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
 
-from logos_shift.server.deps import DB, Limits, no_unknown_query
+from logos_shift.server.deps import DB, no_unknown_query
+from logos_shift.server.settings import Limits
 
 from . import config, data, ingest
-from .models import ErrorOut
+from .models import SHARED_ERRORS, HealthOut
+from .strict_json import StrictJSONRoute
 
 __all__ = ["build_router"]
+
+logger = logging.getLogger("logos_shift.server")
 
 
 def build_router(limits: Limits) -> APIRouter:
@@ -24,29 +30,29 @@ def build_router(limits: Limits) -> APIRouter:
     Returns:
         The router with every ``/v1`` endpoint but the rollout ones, and ``/healthz``.
     """
-    errors: dict[int | str, dict[str, Any]] = {
-        status: {"model": ErrorOut, "description": text}
-        for status, text in [
-            (400, "Malformed request (bad JSON or gzip, bad parameter)"),
-            (401, "Missing, unknown or revoked API key"),
-            (403, "The key's scope does not allow this endpoint"),
-            (404, "No such route, price or path in this project"),
-            (409, "An id that belongs to another project"),
-            (413, "Body or batch too large"),
-            (415, "Unsupported Content-Encoding"),
-            (422, "Invalid body or parameter"),
-        ]
-    }
-    router = APIRouter(responses=errors, dependencies=[Depends(no_unknown_query)])
+    router = APIRouter(
+        responses=SHARED_ERRORS,
+        dependencies=[Depends(no_unknown_query)],
+        route_class=StrictJSONRoute,
+    )
+    ops = APIRouter(tags=["ops"])
 
-    @router.get("/healthz", tags=["ops"])
-    def healthz(db: DB) -> dict[str, Any]:
-        """Liveness and database check (no key needed)."""
-        with db.read() as conn:
-            conn.execute(sa.text("SELECT 1"))
-        return {"status": "ok"}
+    @ops.get(
+        "/healthz",
+        responses={503: {"model": HealthOut, "description": "The database does not answer"}},
+    )
+    def healthz(db: DB) -> Any:
+        """Liveness and database check (no key needed, never rate limited)."""
+        try:
+            with db.read() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError:
+            logger.warning("health check: the database does not answer")
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return HealthOut(status="ok")
 
     ingest.add_routes(router, limits)
     config.add_routes(router)
     data.add_routes(router)
-    return router
+    ops.include_router(router)
+    return ops

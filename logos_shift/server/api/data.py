@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from logos_shift.server.deps import DB, AdminKey
@@ -18,11 +18,15 @@ from logos_shift.server.store.records import parse_ts
 
 from .models import PriceIn, RouteName
 
-DatasetName = Annotated[str, Path(min_length=1, max_length=256)]
+#: The server refuses NUL anywhere in a URL (400): the schema says so too.
+NO_NUL = r"^[^\x00]*$"
+DatasetName = Annotated[str, Path(min_length=1, max_length=256, pattern=NO_NUL)]
+ModelName = Annotated[str, Path(min_length=1, max_length=256, pattern=NO_NUL)]
 Since = Annotated[
     str | None,
     Query(
         max_length=64,
+        pattern=NO_NUL,
         description="ISO-8601 date-time; calls at or after it.",
         json_schema_extra={"format": "date-time"},
     ),
@@ -31,6 +35,7 @@ Until = Annotated[
     str | None,
     Query(
         max_length=64,
+        pattern=NO_NUL,
         description="ISO-8601 date-time; calls before it.",
         json_schema_extra={"format": "date-time"},
     ),
@@ -42,7 +47,34 @@ Outcome = Annotated[
 MinScore = Annotated[
     float | None, Query(allow_inf_nan=False, description="Latest feedback score at least this.")
 ]
-Text = Annotated[str | None, Query(min_length=1, max_length=256)]
+Text = Annotated[str | None, Query(min_length=1, max_length=256, pattern=NO_NUL)]
+
+
+_CALLS_PAGE: dict[str, Any] = {
+    "type": "object",
+    "required": ["calls", "next_cursor"],
+    "properties": {
+        "calls": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["record", "feedback"],
+                "properties": {
+                    "record": {"type": "object", "description": "The call record as ingested."},
+                    "feedback": {
+                        "type": "object",
+                        "properties": {
+                            "outcome": {"type": ["string", "null"]},
+                            "score": {"type": ["number", "null"]},
+                            "count": {"type": "integer"},
+                        },
+                    },
+                },
+            },
+        },
+        "next_cursor": {"type": ["string", "null"]},
+    },
+}
 
 
 def _time_param(name: str, value: str | None) -> float | None:
@@ -113,11 +145,17 @@ def add_routes(router: APIRouter) -> None:
             min_score=min_score,
         )
 
-    @router.get("/v1/datasets/{name}/calls", tags=["datasets"])
+    @router.get(
+        "/v1/datasets/{name}/calls",
+        tags=["datasets"],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"application/json": {"schema": _CALLS_PAGE}}}},
+    )
     def dataset_calls(
         name: DatasetName,
         principal: AdminKey,
         db: DB,
+        request: Request,
         since: Since = None,
         until: Until = None,
         outcome: Outcome = None,
@@ -125,20 +163,32 @@ def add_routes(router: APIRouter) -> None:
         model: Text = None,
         min_score: MinScore = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        cursor: Annotated[str | None, Query(max_length=1024)] = None,
+        cursor: Annotated[str | None, Query(max_length=1024, pattern=NO_NUL)] = None,
         order: Annotated[
             Literal["oldest", "newest"],
             Query(description="`oldest` first (default) or `newest` first."),
         ] = "oldest",
-    ) -> dict[str, Any]:
-        """A page of the dataset's calls, oldest (or newest) first; pass `next_cursor` on."""
+    ) -> StreamingResponse:
+        """A page of the dataset's calls, oldest (or newest) first; pass `next_cursor` on.
+
+        A page ends after `limit` calls or once their records reach the server's
+        `max_page_bytes` (8 MiB by default; always at least one call), streamed.
+        """
         f = _filter(name, since, until, outcome, variant, model, min_score)
+        max_bytes = request.app.state.limits.max_page_bytes
         try:
-            return _queries.list_calls(
-                db, principal.project_id, f, cursor, limit, newest_first=order == "newest"
+            chunks = _queries.list_calls(
+                db,
+                principal.project_id,
+                f,
+                cursor,
+                limit,
+                max_bytes,
+                newest_first=order == "newest",
             )
         except ValueError as exc:
             raise ApiError(400, str(exc)) from None
+        return StreamingResponse(chunks, media_type="application/json")
 
     @router.get("/v1/calls/{call_id}", tags=["datasets"])
     def one_call(
@@ -173,6 +223,7 @@ def add_routes(router: APIRouter) -> None:
         name: DatasetName,
         principal: AdminKey,
         db: DB,
+        request: Request,
         format: Literal["raw", "openai-chat"] = "raw",
         outcome: Outcome = None,
         min_score: MinScore = None,
@@ -183,8 +234,9 @@ def add_routes(router: APIRouter) -> None:
     ) -> StreamingResponse:
         """Streamed JSONL: raw records, or OpenAI chat fine-tuning examples (with tools)."""
         f = _filter(name, since, until, outcome, variant, model, min_score)
+        max_bytes = request.app.state.limits.max_page_bytes
         return StreamingResponse(
-            _queries.export_stream(db, principal.project_id, f, format),
+            _queries.export_stream(db, principal.project_id, f, format, max_bytes),
             media_type="application/x-ndjson",
         )
 
@@ -201,7 +253,7 @@ def add_routes(router: APIRouter) -> None:
 
     @router.put("/v1/prices/{model:path}", tags=["prices"])
     def put_price(
-        model: Annotated[str, Path(min_length=1, max_length=256)],
+        model: ModelName,
         body: PriceIn,
         principal: AdminKey,
         db: DB,
@@ -213,9 +265,7 @@ def add_routes(router: APIRouter) -> None:
         return {"model": model, **body.model_dump()}
 
     @router.delete("/v1/prices/{model:path}", tags=["prices"], status_code=204)
-    def delete_price(
-        model: Annotated[str, Path(min_length=1, max_length=256)], principal: AdminKey, db: DB
-    ) -> Response:
+    def delete_price(model: ModelName, principal: AdminKey, db: DB) -> Response:
         """Remove this project's own price for a model (the default applies again)."""
         if not _prices.delete_price(db, principal.project_id, model):
             raise ApiError(404, f"this project has no own price for {model!r}")

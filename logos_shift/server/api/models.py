@@ -63,6 +63,47 @@ class ErrorOut(BaseModel):
     details: list[Any] | None = Field(default=None, description="Individual problems.")
 
 
+class HealthOut(BaseModel):
+    """The body of ``GET /healthz``."""
+
+    status: Literal["ok", "unavailable"]
+
+
+_RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}
+}
+
+
+def error_doc(text: str, retry_after: bool = False) -> dict[str, Any]:
+    """The OpenAPI response entry of an error status.
+
+    Args:
+        text: what the status means here.
+        retry_after: the answer carries ``Retry-After``.
+
+    Returns:
+        The entry (``model``, ``description``, maybe ``headers``).
+    """
+    doc: dict[str, Any] = {"model": ErrorOut, "description": text}
+    if retry_after:
+        doc["headers"] = _RETRY_AFTER
+    return doc
+
+
+#: Errors every authenticated endpoint can answer (documented on each operation).
+SHARED_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: error_doc("Malformed request (bad JSON or gzip, bad parameter or cursor)"),
+    401: error_doc("Missing, unknown or revoked API key"),
+    403: error_doc("The key's scope does not allow this endpoint"),
+    404: error_doc("No such route, price or path in this project"),
+    413: error_doc("Body, batch or gzip members over the limit"),
+    415: error_doc("Unsupported Content-Encoding"),
+    422: error_doc("Invalid body or parameter (NaN and Infinity are not JSON)"),
+    429: error_doc("This key's rate limit, or this address's bad-key slow-down", True),
+    503: error_doc("Too many requests in flight; retry after the delay", True),
+}
+
+
 class RecordResult(BaseModel):
     """The outcome of one record of an ingest batch."""
 

@@ -6,17 +6,27 @@ compatible services (and ``logos_shift.testing.FakeProvider``) all work.  Provid
 job states are mapped onto :class:`JobStatus`; :func:`wait` polls with exponential
 backoff, reports progress and new events, and gives up with
 :class:`FineTuneTimeout` at its deadline.  Every provider failure surfaces as a
-:class:`FineTuneError` whose message says what failed and why.
+:class:`FineTuneError` whose message says what failed, where, and the HTTP status.
+
+What a backend answers is never reflected: error bodies are reduced to their
+status (the full text goes to the debug log, for a backend the operator trusts
+only), and the fields of a job that are stored and shown (id, status, model
+name) must match strict patterns.  A job's error message and event messages are
+kept (cleaned, shortened) only from a trusted backend; from a project-supplied
+one, only the error's code and the events' levels are.
 """
 
 from __future__ import annotations
 
 import enum
-import os
+import logging
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from logos_shift.server.outbound import AddressPolicy, http_client
 
 __all__ = [
     "BackendFactory",
@@ -27,10 +37,17 @@ __all__ = [
     "JobInfo",
     "JobStatus",
     "OpenAICompatibleBackend",
-    "default_backend",
     "map_status",
     "wait",
 ]
+
+logger = logging.getLogger("logos_shift.server.finetune")
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,255}$")
+_WORD = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+_LEVELS = ("info", "warn", "warning", "error", "debug")
 
 
 class FineTuneError(RuntimeError):
@@ -164,23 +181,38 @@ class FineTuneBackend(Protocol):
         """Release connections."""
 
 
-def _job_info(job: Any) -> JobInfo:
+def _clean(text: Any, limit: int = 300) -> str:
+    """A backend's free text, safe to store and show: no control characters, bounded."""
+    out = _CONTROL.sub(" ", str(text)).strip()
+    return out if len(out) <= limit else out[: limit - 1] + "…"
+
+
+def _word(value: Any, pattern: re.Pattern[str] = _WORD) -> str | None:
+    return value if isinstance(value, str) and pattern.match(value) else None
+
+
+def _job_info(job: Any, trusted: bool) -> JobInfo:
+    job_id = _word(getattr(job, "id", None), _ID)
+    if job_id is None:
+        raise FineTuneError("the backend answered a job without a valid id")
     err = getattr(job, "error", None)
     message = None
-    if err is not None:
-        message = getattr(err, "message", None) or str(err)
-        code = getattr(err, "code", None)
-        if code:
-            message = f"{code}: {message}"
-    status = str(getattr(job, "status", "") or "")
+    code = _word(getattr(err, "code", None)) if err is not None else None
+    if err is not None and trusted:
+        text = getattr(err, "message", None) or ""
+        message = _clean(f"{code}: {text}" if code else text) or "the job failed"
+    elif err is not None and (code or getattr(err, "message", None)):
+        message = f"{code}" if code else "the job failed at the backend"
+    status = _word(str(getattr(job, "status", "") or "").lower()) or "unknown"
+    tokens = getattr(job, "trained_tokens", None)
     return JobInfo(
-        id=str(job.id),
+        id=job_id,
         status=map_status(status),
         provider_status=status,
-        base_model=getattr(job, "model", None),
-        fine_tuned_model=getattr(job, "fine_tuned_model", None) or None,
+        base_model=_word(getattr(job, "model", None), _MODEL),
+        fine_tuned_model=_word(getattr(job, "fine_tuned_model", None), _MODEL),
         error=message,
-        trained_tokens=getattr(job, "trained_tokens", None),
+        trained_tokens=tokens if isinstance(tokens, int) and not isinstance(tokens, bool) else None,
     )
 
 
@@ -200,6 +232,10 @@ class OpenAICompatibleBackend:
         api_key: str | None = None,
         timeout: float = 60.0,
         max_retries: int = 2,
+        *,
+        name: str | None = None,
+        policy: AddressPolicy | None = None,
+        trusted: bool = True,
     ) -> None:
         """Create the SDK client.
 
@@ -208,6 +244,11 @@ class OpenAICompatibleBackend:
             api_key: the provider key (``None`` = ``$OPENAI_API_KEY``).
             timeout: seconds per HTTP request.
             max_retries: the SDK's own retries per request.
+            name: how messages name the backend (default: its host).
+            policy: the address policy every connection must pass (a project-supplied
+                URL); None for a backend the operator configured.
+            trusted: keep (cleaned) job error and event texts, and log error bodies
+                at debug level; False for a project-supplied backend.
 
         Raises:
             FineTuneError: the openai package is missing or no key is available.
@@ -217,27 +258,39 @@ class OpenAICompatibleBackend:
         except ImportError as exc:  # pragma: no cover - openai is a dev dependency
             raise FineTuneError("the openai package is required: pip install openai") from exc
         self._openai = openai
+        self._trusted = trusted
+        http = http_client(policy, timeout_s=timeout, openai_sdk=True)
         try:
             self._client = openai.OpenAI(
-                base_url=base_url, api_key=api_key, timeout=timeout, max_retries=max_retries
+                base_url=base_url,
+                api_key=api_key,
+                timeout=timeout,
+                max_retries=max_retries,
+                http_client=http,
             )
         except openai.OpenAIError as exc:
-            raise FineTuneError(f"cannot create the fine-tuning client: {exc}") from exc
-        self.name = str(self._client.base_url)
+            http.close()
+            raise FineTuneError("cannot create the fine-tuning client (no API key?)") from exc
+        self.name = name or f"backend {self._client.base_url.host}"
 
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
         except self._openai.APITimeoutError as exc:
-            raise FineTuneError(f"{what} timed out at {self.name}: {exc}") from exc
+            raise FineTuneError(f"{what} timed out at {self.name}") from exc
         except self._openai.APIConnectionError as exc:
-            raise FineTuneError(f"{what} failed: cannot reach {self.name} ({exc})") from exc
+            refused = _refusal(exc)
+            if refused:
+                raise FineTuneError(f"{what} failed: {self.name} is refused: {refused}") from exc
+            raise FineTuneError(f"{what} failed: cannot reach {self.name}") from exc
         except self._openai.APIStatusError as exc:
-            raise FineTuneError(
-                f"{what} failed at {self.name}: HTTP {exc.status_code}: {exc.message}"
-            ) from exc
+            if self._trusted:
+                logger.debug("%s failed at %s: %s", what, self.name, _clean(exc.message, 2000))
+            raise FineTuneError(f"{what} failed at {self.name}: HTTP {exc.status_code}") from exc
         except self._openai.OpenAIError as exc:
-            raise FineTuneError(f"{what} failed at {self.name}: {exc}") from exc
+            if self._trusted:
+                logger.debug("%s failed at %s: %s", what, self.name, _clean(exc, 2000))
+            raise FineTuneError(f"{what} failed at {self.name}: an invalid answer") from exc
 
     def upload(self, content: bytes, filename: str) -> str:
         """Upload a JSONL file with ``purpose="fine-tune"``.
@@ -293,7 +346,7 @@ class OpenAICompatibleBackend:
         if metadata:
             kwargs["metadata"] = dict(list(metadata.items())[:16])
         job = self._call("job creation", lambda: self._client.fine_tuning.jobs.create(**kwargs))
-        return _job_info(job)
+        return _job_info(job, self._trusted)
 
     def retrieve(self, job_id: str) -> JobInfo:
         """Return a job's state.
@@ -308,7 +361,7 @@ class OpenAICompatibleBackend:
             FineTuneError: the provider could not be asked.
         """
         job = self._call("job status", lambda: self._client.fine_tuning.jobs.retrieve(job_id))
-        return _job_info(job)
+        return _job_info(job, self._trusted)
 
     def events(self, job_id: str, limit: int = 50) -> list[JobEvent]:
         """Return a job's events, oldest first.
@@ -329,10 +382,16 @@ class OpenAICompatibleBackend:
         )
         # OpenAI lists newest first; reverse, then a stable sort by time keeps the
         # provider's order among events created in the same second.
-        items = [
-            JobEvent(str(e.id), float(e.created_at), str(e.level), str(e.message))
-            for e in reversed(page.data)
-        ]
+        items = []
+        for e in reversed(page.data):
+            level = str(getattr(e, "level", "") or "info").lower()
+            level = level if level in _LEVELS else "info"
+            try:
+                created = float(e.created_at)
+            except (TypeError, ValueError):
+                created = 0.0
+            message = _clean(e.message) if self._trusted else f"{level} event from the backend"
+            items.append(JobEvent(_clean(e.id, 128), created, level, message))
         return sorted(items, key=lambda e: e.created_at)
 
     def cancel(self, job_id: str) -> JobInfo:
@@ -348,7 +407,8 @@ class OpenAICompatibleBackend:
             FineTuneError: the provider refused.
         """
         return _job_info(
-            self._call("job cancel", lambda: self._client.fine_tuning.jobs.cancel(job_id))
+            self._call("job cancel", lambda: self._client.fine_tuning.jobs.cancel(job_id)),
+            self._trusted,
         )
 
     def close(self) -> None:
@@ -416,23 +476,17 @@ def wait(
         delay = min(delay * 1.5, max_poll_s)
 
 
+#: ``factory(base_url, api_key) -> backend``: an operator's own backend construction.
 BackendFactory = Callable[[str | None, str | None], FineTuneBackend]
 
 
-def default_backend(url: str | None, key: str | None) -> FineTuneBackend:
-    """Build the OpenAI-compatible backend for ``url``.
-
-    Args:
-        url: the API root (None = OpenAI).
-        key: the key (default: ``$LOGOS_SHIFT_FINETUNE_API_KEY`` or ``$OPENAI_API_KEY``).
-
-    Returns:
-        The backend.
-
-    Raises:
-        FineTuneError: the client cannot be created.
-    """
-    key = key or os.environ.get("LOGOS_SHIFT_FINETUNE_API_KEY") or os.environ.get("OPENAI_API_KEY")
-    # Self-hosted compatible backends often need no key; a real provider answers 401,
-    # which surfaces as a clear FineTuneError.
-    return OpenAICompatibleBackend(base_url=url, api_key=key or "not-set")
+def _refusal(exc: BaseException) -> str | None:
+    """The outbound policy's own message when a connection was refused by it."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return None
+        if getattr(seen, "logos_refused", False):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -9,9 +9,10 @@ LLM comparing both answers) for open-ended outputs.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
+
+from logos_shift.server.outbound import AddressPolicy, http_client
 
 __all__ = ["default_judge", "judge_test_split"]
 
@@ -56,24 +57,28 @@ def judge_test_split(
     items: Sequence[dict[str, Any]],
     judge: Judge = default_judge,
     api_key: str | None = None,
+    policy: AddressPolicy | None = None,
 ) -> tuple[int, int]:
     """Ask ``model`` every held-out input and count the answers the judge accepts.
 
     Args:
-        base_url: the OpenAI-compatible endpoint serving the model.
+        base_url: the OpenAI-compatible endpoint serving the model (where it was trained).
         model: the fine-tuned model.
         items: ``{"input": request, "expected": assistant message}`` test items.
         judge: compares the expected and the new assistant message.
-        api_key: the endpoint's key (default: ``$LOGOS_SHIFT_FINETUNE_API_KEY``).
+        api_key: the endpoint's key (that backend's own; no other key is ever used).
+        policy: the address policy for a project-supplied endpoint (None: configured).
 
     Returns:
         ``(passed, total)``; a request that fails counts as not passed.
     """
     import openai
 
-    key = api_key or os.environ.get("LOGOS_SHIFT_FINETUNE_API_KEY") or "unused"
     passed = 0
-    with openai.OpenAI(base_url=base_url, api_key=key, max_retries=1, timeout=60) as client:
+    http = http_client(policy, timeout_s=60.0, openai_sdk=True)
+    with openai.OpenAI(
+        base_url=base_url, api_key=api_key or "unused", max_retries=1, timeout=60, http_client=http
+    ) as client:
         for item in items:
             req = dict(item.get("input") or {})
             kwargs = {k: req[k] for k in ("messages", "tools", "tool_choice") if k in req}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,10 @@ from typing import Any
 
 from logos_shift.server.finetune import backend as _finetune
 from logos_shift.server.finetune import dataset as _dataset_builder
+from logos_shift.server.finetune.targets import BackendTarget, resolve_backend
+from logos_shift.server.outbound import check_url, redact_url
+from logos_shift.server.settings import ServerSettings
+from logos_shift.server.store import launches as _launches
 from logos_shift.server.store import queries
 from logos_shift.server.store import rollouts as _rollout_store
 from logos_shift.server.store import routes as _routes_store
@@ -40,26 +45,31 @@ class RolloutService:
 
     Args:
         db: the server's database.
-        backend_factory: builds a backend from ``(base_url, api_key)``.
+        backend_factory: builds a backend from ``(base_url, api_key)`` (an operator's own
+            backend class); None: the OpenAI-compatible client, under the outbound policy
+            for a project's own URL.
         clock: wall clock (Unix seconds) used for state times.
         job_timeout_s: give up on a fine-tuning job after this long.
         poll_s: ``(initial, max)`` delay between job polls.
         webhook_retries: extra attempts after a failed webhook POST.
         webhook_backoff_s: first delay between webhook attempts (doubles).
+        settings: backends, outbound policy, quotas (default: the app's, set by ``install``).
     """
 
     def __init__(
         self,
         db: Database,
-        backend_factory: _finetune.BackendFactory = _finetune.default_backend,
+        backend_factory: _finetune.BackendFactory | None = None,
         clock: Callable[[], float] = time.time,
         job_timeout_s: float = 24 * 3600.0,
         poll_s: tuple[float, float] = (0.5, 30.0),
         webhook_retries: int = 3,
         webhook_backoff_s: float = 0.5,
+        settings: ServerSettings | None = None,
     ) -> None:
         self.db = db
         self.backend_factory = backend_factory
+        self.settings = settings
         self.clock = clock
         self.job_timeout_s = job_timeout_s
         self.poll_s = poll_s
@@ -89,16 +99,27 @@ class RolloutService:
 
         Returns:
             ``{"route", "job", "dataset": counts, "files": uploaded file ids,
-            "warnings", "state"}``.
+            "warnings", "state"}``, plus ``"webhook_secret"`` (shown this once)
+            when a webhook URL was given.
 
         Raises:
             TransitionError: the route already has a rollout in progress.
             ValueError: an invalid policy.
+            BackendRefused: the backend asked for may not be used (see ``targets``).
+            OutboundRefused: the backend or webhook URL fails the address policy.
             DatasetError: the dataset is too small or malformed (no job created).
+            QuotaExceeded: the project used its launches of the last 24 hours.
             FineTuneError: the backend failed (the route stays on control).
         """
         route = req.route or req.dataset
         policy = Policy.from_json(req.policy)
+        settings = self.settings or ServerSettings()
+        target = resolve_backend(settings, req.backend, req.backend_url, req.backend_api_key)
+        if req.webhook_url is not None:
+            check_url(
+                req.webhook_url, settings.outbound, what="webhook_url",
+                allow_userinfo=True, allow_query=True,
+            )  # fmt: skip
         with self._lock:
             old = _rollout_store.load(self.db, project_id, route)
             if old is not None and old.state.status in (
@@ -138,19 +159,24 @@ class RolloutService:
             # The promoted model is what the route serves now: it becomes the control.
             control_model = old.state.variant_model
         now = self.clock()
+        webhook_secret = "whsec_" + secrets.token_urlsafe(32) if req.webhook_url else None
         info: dict[str, Any] = {
             "dataset": req.dataset,
             "dataset_counts": ds.counts,
             "base_model": req.base_model,
-            "backend_url": req.backend_url,
+            "backend": target.name,
+            "backend_url": None if target.configured else redact_url(target.base_url),
             "webhook_url": req.webhook_url,
+            # Signs the webhook's deliveries; shown once (the launch's answer), never again.
+            "webhook_secret": webhook_secret,
             "control_model": control_model,
             "test": [{"input": t["input"], "expected": t["expected"]} for t in ds.test[:200]],
         }
         state = _rollout.start(route, control_model, now, policy)
+        _launches.reserve(self.db, project_id, target.name, route, settings.launches_per_day, now)
         backend: _finetune.FineTuneBackend | None = None
         try:
-            backend = self.backend_factory(req.backend_url, req.backend_api_key)
+            backend = self._backend(target)
             train_id = backend.upload(ds.jsonl("train"), f"{route}-train.jsonl")
             val_id = (
                 backend.upload(ds.jsonl("validation"), f"{route}-val.jsonl")
@@ -193,8 +219,8 @@ class RolloutService:
                 "variant_pct": 0.0,
             },
         )
-        self._spawn(self._watch, project_id, route, backend, job.id)
-        return {
+        self._spawn(self._watch, project_id, route, backend, job.id, target)
+        out = {
             "route": route,
             "job": job.to_json(),
             "dataset": ds.counts,
@@ -202,9 +228,22 @@ class RolloutService:
             "warnings": ds.warnings,
             "state": state.to_json(),
         }
+        if webhook_secret is not None:
+            out["webhook_secret"] = webhook_secret
+        return out
+
+    def _backend(self, target: BackendTarget) -> _finetune.FineTuneBackend:
+        if self.backend_factory is not None:
+            return self.backend_factory(target.base_url, target.api_key)
+        return target.build()
 
     def _watch(
-        self, project_id: int, route: str, backend: _finetune.FineTuneBackend, job_id: str
+        self,
+        project_id: int,
+        route: str,
+        backend: _finetune.FineTuneBackend,
+        job_id: str,
+        target: BackendTarget,
     ) -> None:
         last = {"status": ""}
 
@@ -263,16 +302,22 @@ class RolloutService:
             )
             self._apply(project_id, row, d)
         if d.state.status == Status.EVALUATING:
-            self._offline_eval(project_id, route)
+            self._offline_eval(project_id, route, target)
 
-    def _offline_eval(self, project_id: int, route: str) -> None:
+    def _offline_eval(self, project_id: int, route: str, target: BackendTarget) -> None:
         from logos_shift.server.finetune.judge import judge_test_split
 
         row = _rollout_store.load(self.db, project_id, route)
         if row is None or row.state.variant_model is None:
             return
+        # The model is asked where it was trained, with that backend's key, under the
+        # same address policy: no other URL ever sees the key.
         passed, total = judge_test_split(
-            row.info.get("backend_url"), row.state.variant_model, row.info.get("test", [])
+            target.base_url,
+            row.state.variant_model,
+            row.info.get("test", []),
+            api_key=target.api_key,
+            policy=target.policy,
         )
         with self._lock:
             row = _rollout_store.load(self.db, project_id, route)
@@ -378,7 +423,9 @@ class RolloutService:
         """
         row = self._require(project_id, route)
         ev = self._evidence(project_id, row)
-        info = {k: v for k, v in row.info.items() if k != "test"}
+        info = {k: v for k, v in row.info.items() if k not in ("test", "webhook_secret")}
+        if info.get("webhook_url"):
+            info["webhook_url"] = redact_url(str(info["webhook_url"]))
         return {
             "route": route,
             "state": row.state.to_json(),
@@ -509,6 +556,7 @@ class RolloutService:
         )
         url = row.info.get("webhook_url")
         if url:
+            settings = self.settings or ServerSettings()
             self._spawn(
                 notify.post_webhook,
                 str(url),
@@ -517,6 +565,9 @@ class RolloutService:
                 self.webhook_backoff_s,
                 self._stop,
                 self.webhook_log,
+                notify.Signing(
+                    row.info.get("webhook_secret"), settings.outbound, settings.webhook_timeout_s
+                ),
             )
 
     # -- reacting to evidence ------------------------------------------------

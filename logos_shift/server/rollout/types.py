@@ -273,6 +273,7 @@ class FinetuneRequest:
     base_model: str
     route: str | None = None
     control_model: str | None = None
+    backend: str | None = None
     backend_url: str | None = None
     backend_api_key: str | None = None
     min_score: float | None = None

@@ -3,6 +3,9 @@
 A batch is validated record by record; valid records are inserted with
 ``ON CONFLICT DO NOTHING … RETURNING id`` in one transaction, so a resent
 batch (at-least-once delivery) stores nothing twice and says ``duplicate``.
+Ids are per project: another project's ids are neither refused nor revealed
+(feedback on an id only another project has waits, unjoined, like feedback on
+an id that has not arrived yet).
 Feedback is joined to its call by the call's id or its provider response id;
 feedback whose call has not arrived yet is kept with ``call_id`` NULL and
 joined when the call comes.  The call row carries the latest joined
@@ -76,15 +79,63 @@ def describe(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _dumps(obj: Any) -> str:
+class RecordRefused(ValueError):
+    """A record that cannot be stored as it is (too large, or not finite JSON)."""
+
+
+def _dumps(obj: Any, max_bytes: int | None = None) -> str:
+    """The record's JSON text, checked: finite numbers only, at most ``max_bytes``."""
     try:
         # The Rust serialiser is ~4x faster than json.dumps on large records.
-        return pydantic_core.to_json(obj).decode("utf-8")
+        data = pydantic_core.to_json(obj)
     except (ValueError, UnicodeError):  # lone surrogates: let json escape them
-        return json.dumps(obj, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+        try:
+            text = json.dumps(obj, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+        except ValueError:
+            raise RecordRefused(_NOT_FINITE) from None
+        _check_size(obj, len(text), max_bytes)
+        return text
+    if (b"NaN" in data or b"Infinity" in data) and not _finite(obj):
+        # 1e999 in a body parses as infinity, which JSON cannot spell: refused here
+        # rather than stored as Infinity (and then unreadable by every listing).
+        raise RecordRefused(_NOT_FINITE)
+    _check_size(obj, len(data), max_bytes)
+    return data.decode("utf-8")
 
 
-def _call_row(project_id: int, rec: CallRecord, raw: dict[str, Any], now: float) -> dict[str, Any]:
+_NOT_FINITE = "record holds a number JSON cannot represent (NaN, or out of range like 1e999)"
+
+
+def _finite(obj: Any) -> bool:
+    try:
+        json.dumps(obj, allow_nan=False)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_size(obj: Any, size: int, max_bytes: int | None) -> None:
+    if max_bytes is None or size <= max_bytes:
+        return
+    # Measured the way the client measures before it truncates (json.dumps, compact,
+    # UTF-8), which can be shorter than the Rust text (1e-05 against 0.00001): a
+    # record the client kept under its max_record_bytes is never refused.
+    try:
+        exact = len(
+            json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+        )
+    except UnicodeError:
+        exact = size
+    if exact > max_bytes:
+        raise RecordRefused(
+            f"record is {exact} bytes; the limit is {max_bytes} bytes "
+            "(the client truncates records above its max_record_bytes before sending)"
+        )
+
+
+def _call_row(
+    project_id: int, rec: CallRecord, raw: dict[str, Any], now: float, max_bytes: int | None
+) -> dict[str, Any]:
     usage = rec.usage
     return {
         "id": rec.id,
@@ -109,12 +160,12 @@ def _call_row(project_id: int, rec: CallRecord, raw: dict[str, Any], now: float)
         "score": None,
         "feedback_count": 0,
         "received_at": now,
-        "record": _dumps(raw),
+        "record": _dumps(raw, max_bytes),
     }
 
 
 def _feedback_row(
-    project_id: int, rec: FeedbackRecord, raw: dict[str, Any], now: float
+    project_id: int, rec: FeedbackRecord, raw: dict[str, Any], now: float, max_bytes: int | None
 ) -> dict[str, Any]:
     return {
         "id": rec.id,
@@ -125,7 +176,7 @@ def _feedback_row(
         "outcome": rec.outcome,
         "score": rec.score,
         "received_at": now,
-        "record": _dumps(raw),
+        "record": _dumps(raw, max_bytes),
     }
 
 
@@ -134,13 +185,16 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield items[i : i + _CHUNK]
 
 
-def ingest(db: Database, project_id: int, records: Sequence[Any]) -> IngestResult:
+def ingest(
+    db: Database, project_id: int, records: Sequence[Any], max_record_bytes: int | None = None
+) -> IngestResult:
     """Validate and store a batch of records for one project.
 
     Args:
         db: the database.
         project_id: the caller's project.
         records: decoded JSON values (each should be a record object).
+        max_record_bytes: refuse (per record) a record whose JSON is larger.
 
     Returns:
         One result per input record: ``ok``, ``duplicate`` or ``error``.
@@ -161,10 +215,10 @@ def ingest(db: Database, project_id: int, records: Sequence[Any]) -> IngestResul
         try:
             if kind == "call":
                 call = CallRecord.model_validate(raw)
-                row = _call_row(project_id, call, raw, now)
+                row = _call_row(project_id, call, raw, now, max_record_bytes)
             elif kind == "feedback":
                 fb = FeedbackRecord.model_validate(raw)
-                row = _feedback_row(project_id, fb, raw, now)
+                row = _feedback_row(project_id, fb, raw, now, max_record_bytes)
             else:
                 res["error"] = "type: must be 'call' or 'feedback'"
                 continue
@@ -185,7 +239,6 @@ def ingest(db: Database, project_id: int, records: Sequence[Any]) -> IngestResul
         return out
     with db.write() as conn:
         _insert(db, conn, calls, project_id, call_rows, out)
-        _refuse_foreign_targets(conn, project_id, fb_rows, out)
         _insert(db, conn, feedback, project_id, fb_rows, out)
         new_calls = [row for i, row in call_rows if out.results[i]["status"] == "ok"]
         new_fb = [row for i, row in fb_rows if out.results[i]["status"] == "ok"]
@@ -204,16 +257,18 @@ def _insert(
     rows = [(i, row) for i, row in rows if out.results[i]["status"] == "ok"]
     if not rows:
         return
-    owners: dict[str, int] = {}
     inserted: set[str] = set()
     if db.dialect == "sqlite":
         # The write transaction holds SQLite's only write lock, so no other
         # writer can insert between this check and the insert below; a plain
         # executemany is several times faster than INSERT … RETURNING.
+        have: set[str] = set()
         for chunk in _chunks([row["id"] for _, row in rows]):
-            query = sa.select(table.c.id, table.c.project_id).where(table.c.id.in_(chunk))
-            owners.update({str(r[0]): int(r[1]) for r in conn.execute(query)})
-        fresh = [row for _, row in rows if row["id"] not in owners]
+            query = sa.select(table.c.id).where(
+                table.c.project_id == project_id, table.c.id.in_(chunk)
+            )
+            have.update(str(r[0]) for r in conn.execute(query))
+        fresh = [row for _, row in rows if row["id"] not in have]
         if fresh:
             # Straight to the driver: SQLAlchemy's per-row bind processing
             # costs more than the insert itself here.
@@ -226,19 +281,9 @@ def _insert(
         inserted = {row["id"] for row in fresh}
     else:
         inserted = _insert_postgres(conn, table, [row for _, row in rows])
-        missed = [row["id"] for _, row in rows if row["id"] not in inserted]
-        for chunk in _chunks(missed):
-            query = sa.select(table.c.id, table.c.project_id).where(table.c.id.in_(chunk))
-            owners.update({str(r[0]): int(r[1]) for r in conn.execute(query)})
     for i, row in rows:
-        if row["id"] in inserted:
-            continue
-        res = out.results[i]
-        if owners.get(row["id"], project_id) == project_id:
-            res["status"] = "duplicate"
-        else:
-            res["status"] = "error"
-            res["error"] = "id: already used by another project"
+        if row["id"] not in inserted:
+            out.results[i]["status"] = "duplicate"
 
 
 def _insert_postgres(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> set[str]:
@@ -249,7 +294,7 @@ def _insert_postgres(conn: Connection, table: sa.Table, rows: list[dict[str, Any
     cols = [c.name for c in table.columns]
     sql = (
         f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join('%s' for _ in cols)}) "
-        "ON CONFLICT (id) DO NOTHING RETURNING id"
+        "ON CONFLICT (project_id, id) DO NOTHING RETURNING id"
     )
     raw = conn.connection.driver_connection
     assert raw is not None
@@ -261,20 +306,6 @@ def _insert_postgres(conn: Connection, table: sa.Table, rows: list[dict[str, Any
             if not cur.nextset():
                 break
     return inserted
-
-
-def _refuse_foreign_targets(
-    conn: Connection, project_id: int, rows: list[tuple[int, dict[str, Any]]], out: IngestResult
-) -> None:
-    targets = sorted({row["target"] for i, row in rows if out.results[i]["status"] == "ok"})
-    foreign: set[str] = set()
-    for chunk in _chunks(targets):
-        query = sa.select(calls.c.id).where(calls.c.id.in_(chunk), calls.c.project_id != project_id)
-        foreign.update(str(r[0]) for r in conn.execute(query))
-    for i, row in rows:
-        if row["target"] in foreign and out.results[i]["status"] == "ok":
-            out.results[i]["status"] = "error"
-            out.results[i]["error"] = "target: belongs to another project"
 
 
 def join_pending(
@@ -338,7 +369,7 @@ def join_pending(
         return set()
     conn.execute(
         feedback.update()
-        .where(feedback.c.id == sa.bindparam("fid"))
+        .where(feedback.c.project_id == project_id, feedback.c.id == sa.bindparam("fid"))
         .values(call_id=sa.bindparam("cid")),
         updates,
     )
@@ -375,7 +406,7 @@ def refresh_summaries(conn: Connection, project_id: int, call_ids: Iterable[str]
     if params:
         conn.execute(
             calls.update()
-            .where(calls.c.id == sa.bindparam("cid"))
+            .where(calls.c.project_id == project_id, calls.c.id == sa.bindparam("cid"))
             .values(
                 outcome=sa.bindparam("o"), score=sa.bindparam("s"), feedback_count=sa.bindparam("n")
             ),

@@ -135,10 +135,119 @@ def _v2_prices_and_route_index(conn: Connection) -> None:
     ).create(conn)
 
 
+def _v3_finetune_launches(conn: Connection) -> None:
+    md = sa.MetaData()
+    sa.Table("projects", md, sa.Column("id", sa.Integer, primary_key=True))
+    sa.Table(
+        "finetune_launches",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+        sa.Column("backend", sa.Text, nullable=False),
+        sa.Column("route", sa.Text, nullable=False),
+        sa.Column("ts", sa.Double, nullable=False),
+        sa.Index("ix_finetune_launches_project_ts", "project_id", "ts"),
+    ).create(conn)
+
+
+def _v4_calls(md: sa.MetaData, name: str) -> sa.Table:
+    return sa.Table(
+        name,
+        md,
+        sa.Column("id", sa.Text, nullable=False),
+        sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+        sa.Column("ts", sa.Double, nullable=False),
+        sa.Column("dataset", sa.Text, nullable=False),
+        sa.Column("source", sa.Text),
+        sa.Column("function", sa.Text),
+        sa.Column("provider", sa.Text),
+        sa.Column("requested_model", sa.Text),
+        sa.Column("served_model", sa.Text),
+        sa.Column("route", sa.Text),
+        sa.Column("variant", sa.Text),
+        sa.Column("fallback", sa.Boolean, nullable=False),
+        sa.Column("is_error", sa.Boolean, nullable=False),
+        sa.Column("response_id", sa.Text),
+        sa.Column("input_tokens", sa.BigInteger),
+        sa.Column("output_tokens", sa.BigInteger),
+        sa.Column("latency_ms", sa.Double),
+        sa.Column("ttft_ms", sa.Double),
+        sa.Column("outcome", sa.Text),
+        sa.Column("score", sa.Double),
+        sa.Column("feedback_count", sa.Integer, nullable=False),
+        sa.Column("received_at", sa.Double, nullable=False),
+        sa.Column("record", sa.Text, nullable=False),
+        sa.PrimaryKeyConstraint("project_id", "id"),
+    )
+
+
+def _v4_feedback(md: sa.MetaData, name: str) -> sa.Table:
+    return sa.Table(
+        name,
+        md,
+        sa.Column("id", sa.Text, nullable=False),
+        sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+        sa.Column("ts", sa.Double, nullable=False),
+        sa.Column("target", sa.Text, nullable=False),
+        sa.Column("call_id", sa.Text),
+        sa.Column("outcome", sa.Text, nullable=False),
+        sa.Column("score", sa.Double),
+        sa.Column("received_at", sa.Double, nullable=False),
+        sa.Column("record", sa.Text, nullable=False),
+        sa.PrimaryKeyConstraint("project_id", "id"),
+    )
+
+
+#: The indexes of calls and feedback at v4 (unchanged from v1/v2; recreated on SQLite).
+_V4_INDEXES: dict[str, list[tuple[str, tuple[str, ...]]]] = {
+    "calls": [
+        ("ix_calls_dataset_ts", ("project_id", "dataset", "ts", "id")),
+        ("ix_calls_response_id", ("project_id", "response_id")),
+        ("ix_calls_route", ("project_id", "route", "variant", "ts")),
+    ],
+    "feedback": [
+        ("ix_feedback_target", ("project_id", "target")),
+        ("ix_feedback_call", ("project_id", "call_id")),
+    ],
+}
+
+
+def _v4_per_project_ids(conn: Connection) -> None:
+    """Record ids are unique per project: primary keys ``(project_id, id)``.
+
+    PostgreSQL swaps the primary key constraint in place.  SQLite cannot alter a
+    primary key, so each table is rebuilt: a new table, every row copied, the old
+    one dropped, the new one renamed, its indexes recreated (one transaction).
+    """
+    if conn.dialect.name == "postgresql":
+        for table in ("calls", "feedback"):
+            old = sa.inspect(conn).get_pk_constraint(table)["name"]
+            conn.execute(sa.text(f'ALTER TABLE {table} DROP CONSTRAINT "{old}"'))
+            conn.execute(sa.text(f"ALTER TABLE {table} ADD PRIMARY KEY (project_id, id)"))
+        return
+    for table, build in (("calls", _v4_calls), ("feedback", _v4_feedback)):
+        md = sa.MetaData()
+        sa.Table("projects", md, sa.Column("id", sa.Integer, primary_key=True))
+        new = build(md, f"{table}_v4")
+        new.create(conn)
+        cols = ", ".join(c.name for c in new.columns)
+        conn.execute(sa.text(f"INSERT INTO {table}_v4 ({cols}) SELECT {cols} FROM {table}"))
+        conn.execute(sa.text(f"DROP TABLE {table}"))
+        conn.execute(sa.text(f"ALTER TABLE {table}_v4 RENAME TO {table}"))
+        for index, columns in _V4_INDEXES[table]:
+            conn.execute(sa.text(f"CREATE INDEX {index} ON {table} ({', '.join(columns)})"))
+
+
 #: Every schema version, oldest first.  Append only; never edit a shipped one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _v1_initial),
     Migration(2, "prices table and per-route index", _v2_prices_and_route_index),
+    Migration(3, "fine-tune launch log (per-project quota)", _v3_finetune_launches),
+    Migration(
+        4,
+        "per-project record ids: calls and feedback keyed by (project_id, id)",
+        _v4_per_project_ids,
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

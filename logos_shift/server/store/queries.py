@@ -4,6 +4,11 @@ Listings use keyset pagination on ``(ts, id)``: the cursor is the last row's
 key, so a page costs the same however deep it is and rows inserted meanwhile
 are neither skipped nor repeated.  Exports walk the same keyset in pages, so
 no database cursor stays open while the client reads slowly.
+
+Pages and export chunks are bounded by bytes as well as rows: the sizes of the
+next rows are read first (a cheap query), then only the records that fit are
+fetched, and they are streamed out as stored (never parsed into Python objects
+for a listing), so memory stays near the byte limit however large records are.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import base64
 import binascii
 import collections
 import json
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -85,11 +91,14 @@ def decode_cursor(cursor: str) -> tuple[float, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         ts, call_id = json.loads(raw)
-    except (ValueError, TypeError, binascii.Error):
+        if not isinstance(ts, (int, float)) or isinstance(ts, bool) or not isinstance(call_id, str):
+            raise ValueError("invalid cursor")
+        value = float(ts)  # a 400-digit integer overflows here
+    except (ValueError, TypeError, binascii.Error, OverflowError, RecursionError):
         raise ValueError("invalid cursor") from None
-    if not isinstance(ts, (int, float)) or isinstance(ts, bool) or not isinstance(call_id, str):
+    if not math.isfinite(value) or len(call_id) > 256:
         raise ValueError("invalid cursor")
-    return float(ts), call_id
+    return value, call_id
 
 
 def _where(project_id: int, f: CallFilter) -> list[Any]:
@@ -181,14 +190,21 @@ def list_datasets(db: Database, project_id: int) -> list[dict[str, Any]]:
     ]
 
 
-def _page(
+def _size(db: Database) -> sa.ColumnElement[Any]:
+    if db.dialect == "sqlite":
+        return sa.func.length(sa.cast(calls.c.record, sa.LargeBinary))
+    return sa.func.octet_length(calls.c.record)
+
+
+def _sizes(
     db: Database,
     project_id: int,
     f: CallFilter,
     after: tuple[float, str] | None,
     limit: int,
     newest_first: bool = False,
-) -> list[Any]:
+) -> list[tuple[float, str, int]]:
+    """``(ts, id, bytes of the record)`` of the next ``limit`` calls after ``after``."""
     cond = _where(project_id, f)
     if after is not None:
         ts, cid = after
@@ -198,20 +214,60 @@ def _page(
             cond.append(sa.or_(calls.c.ts > ts, sa.and_(calls.c.ts == ts, calls.c.id > cid)))
     order = (calls.c.ts.desc(), calls.c.id.desc()) if newest_first else (calls.c.ts, calls.c.id)
     query = (
-        sa.select(
-            calls.c.id,
-            calls.c.ts,
-            calls.c.record,
-            calls.c.outcome,
-            calls.c.score,
-            calls.c.feedback_count,
-        )
+        sa.select(calls.c.ts, calls.c.id, _size(db))
         .where(*cond)
         .order_by(*order)
         .limit(limit)
     )
     with db.read() as conn:
-        return list(conn.execute(query).all())
+        return [(float(t), str(i), int(n or 0)) for t, i, n in conn.execute(query)]
+
+
+def _fitting(sized: list[tuple[float, str, int]], max_bytes: int) -> int:
+    """How many of ``sized`` fit in ``max_bytes`` (at least one, so a page always moves on)."""
+    used = 0
+    for n, (_, _, size) in enumerate(sized):
+        used += size
+        if used > max_bytes and n > 0:
+            return n
+    return len(sized)
+
+
+def _rows(db: Database, project_id: int, ids: list[str]) -> list[Any]:
+    """The calls ``ids`` (record and feedback summary), in the order of ``ids``."""
+    query = sa.select(
+        calls.c.id, calls.c.ts, calls.c.record, calls.c.outcome, calls.c.score,
+        calls.c.feedback_count,
+    ).where(calls.c.project_id == project_id, calls.c.id.in_(ids))  # fmt: skip
+    with db.read() as conn:
+        rows = list(conn.execute(query).all())
+    # The keyset order is the database's (its collation), which the ids came in.
+    order = {cid: n for n, cid in enumerate(ids)}
+    return sorted(rows, key=lambda r: order[str(r.id)])
+
+
+def _json_text(text: str) -> str:
+    """A stored record as strict JSON (rows stored before NaN and Infinity were refused)."""
+    if "NaN" not in text and "Infinity" not in text:
+        return text
+
+    def finite(obj: Any) -> Any:
+        if isinstance(obj, float) and not math.isfinite(obj):
+            return None
+        if isinstance(obj, dict):
+            return {k: finite(v) for k, v in obj.items()}
+        if isinstance(obj, list):
+            return [finite(v) for v in obj]
+        return obj
+
+    return json.dumps(finite(json.loads(text)), separators=(",", ":"), allow_nan=False)
+
+
+def _line(obj: Any) -> bytes:
+    try:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: JSON's \u escape spells it
+        return json.dumps(obj, separators=(",", ":")).encode("ascii")
 
 
 def list_calls(
@@ -220,39 +276,51 @@ def list_calls(
     f: CallFilter,
     cursor: str | None,
     limit: int,
+    max_bytes: int = 8 * 1024 * 1024,
     newest_first: bool = False,
-) -> dict[str, Any]:
-    """Return one page of a dataset's calls, oldest first (or newest first).
+) -> Iterator[bytes]:
+    """Return one page of a dataset's calls, oldest first (or newest first), as streamed JSON.
+
+    The page ends after ``limit`` calls or once their records reach ``max_bytes``
+    (at least one call per page); ``next_cursor`` continues after its last call.
 
     Args:
         db: the database.
         project_id: the project.
         f: filters.
         cursor: ``next_cursor`` of the previous page, or None for the first.
-        limit: page size.
+        limit: most calls in the page.
+        max_bytes: most record bytes in the page.
         newest_first: walk from the newest call back (the cursor continues
             in the order it was made in).
 
     Returns:
-        ``{"calls": [{"record", "feedback": {"outcome", "score", "count"}}],
+        Chunks of ``{"calls": [{"record", "feedback": {"outcome", "score", "count"}}],
         "next_cursor": str | None}``.
 
     Raises:
-        ValueError: for an invalid cursor.
+        ValueError: for an invalid cursor (raised here, before anything is sent).
     """
     after = decode_cursor(cursor) if cursor else None
-    rows = _page(db, project_id, f, after, limit + 1, newest_first)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    items = [
-        {
-            "record": json.loads(r.record),
-            "feedback": {"outcome": r.outcome, "score": r.score, "count": int(r.feedback_count)},
-        }
-        for r in rows
-    ]
-    nxt = encode_cursor(float(rows[-1].ts), str(rows[-1].id)) if more and rows else None
-    return {"calls": items, "next_cursor": nxt}
+    sized = _sizes(db, project_id, f, after, limit + 1, newest_first)
+    more = len(sized) > limit
+    sized = sized[:limit]
+    keep = _fitting(sized, max_bytes)
+    more = more or keep < len(sized)
+    sized = sized[:keep]
+    rows = _rows(db, project_id, [i for _, i, _ in sized]) if sized else []
+    nxt = encode_cursor(sized[-1][0], sized[-1][1]) if more and sized else None
+    return _page_json(rows, nxt)
+
+
+def _page_json(rows: list[Any], nxt: str | None) -> Iterator[bytes]:
+    yield b'{"calls":['
+    for n, r in enumerate(rows):
+        fb = _line({"outcome": r.outcome, "score": r.score, "count": int(r.feedback_count)})
+        lead = b"," if n else b""
+        record = _json_text(r.record).encode("utf-8")
+        yield lead + b'{"record":' + record + b',"feedback":' + fb + b"}"
+    yield b'],"next_cursor":' + _line(nxt) + b"}"
 
 
 def get_call(db: Database, project_id: int, ident: str) -> dict[str, Any] | None:
@@ -287,7 +355,7 @@ def get_call(db: Database, project_id: int, ident: str) -> dict[str, Any] | None
             .order_by(feedback.c.ts, feedback.c.id)
         ).scalars()
         return {
-            "record": json.loads(row.record),
+            "record": json.loads(_json_text(row.record)),
             "feedback": {
                 "outcome": row.outcome,
                 "score": row.score,
@@ -364,34 +432,40 @@ def route_has_calls(db: Database, project_id: int, route: str) -> bool:
     return hit is not None
 
 
-def export_stream(db: Database, project_id: int, f: CallFilter, fmt: str) -> Iterator[bytes]:
-    """Yield the export as JSONL bytes, one page of calls at a time.
+def export_stream(
+    db: Database, project_id: int, f: CallFilter, fmt: str, max_bytes: int = 8 * 1024 * 1024
+) -> Iterator[bytes]:
+    """Yield the export as JSONL bytes, a bounded number of record bytes at a time.
 
     Args:
         db: the database.
         project_id: the project.
         f: filters.
         fmt: ``"raw"`` (records as ingested) or ``"openai-chat"``.
+        max_bytes: most record bytes read and yielded per chunk (one record at least).
 
     Yields:
         Chunks of JSONL.
     """
     after: tuple[float, str] | None = None
     while True:
-        rows = _page(db, project_id, f, after, _PAGE)
-        if not rows:
+        sized = _sizes(db, project_id, f, after, _PAGE)
+        if not sized:
             return
-        lines = []
-        for r in rows:
-            if fmt == "raw":
-                lines.append(r.record)
-                continue
-            example = to_openai_chat(json.loads(r.record))
-            if example is not None:
-                lines.append(json.dumps(example, ensure_ascii=False, separators=(",", ":")))
-        if lines:
-            yield ("\n".join(lines) + "\n").encode("utf-8")
-        after = (float(rows[-1].ts), str(rows[-1].id))
+        while sized:
+            keep = _fitting(sized, max_bytes)
+            group, sized = sized[:keep], sized[keep:]
+            lines = []
+            for r in _rows(db, project_id, [i for _, i, _ in group]):
+                if fmt == "raw":
+                    lines.append(_json_text(r.record).encode("utf-8"))
+                    continue
+                example = to_openai_chat(json.loads(_json_text(r.record)))
+                if example is not None:
+                    lines.append(_line(example))
+            if lines:
+                yield b"\n".join(lines) + b"\n"
+            after = (group[-1][0], group[-1][1])
 
 
 def stats_rows(

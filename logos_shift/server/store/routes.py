@@ -30,6 +30,16 @@ def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
+def _servable(name: str, route: dict[str, Any]) -> None:
+    """Refuse a route the config endpoint could not serve (it answers UTF-8 JSON)."""
+    try:
+        json.dumps(route, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (ValueError, UnicodeError):
+        raise ConfigError(
+            [f"routes.{name}: must be finite JSON numbers and valid UTF-8 text"]
+        ) from None
+
+
 def _load(conn: Connection, project_id: int, lock: bool = False) -> tuple[int, dict[str, Any]]:
     query = sa.select(projects.c.config_version).where(projects.c.id == project_id)
     if lock:
@@ -125,6 +135,8 @@ def put_route(
         ConfigError: when the route, or the config it would produce, is invalid.
     """
     route = validate_route(name, obj).to_json()
+    # The validator refuses such values already; a route is stored only if it is served.
+    _servable(name, route)
     with db.write() as conn:
         version, bodies = _load(conn, project_id, lock=True)
         created = name not in bodies

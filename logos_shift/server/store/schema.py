@@ -49,9 +49,9 @@ api_keys = sa.Table(
 calls = sa.Table(
     "calls",
     metadata,
-    # Record ids are UUIDv7, unique across projects: an id already owned by
-    # another project is refused rather than stored twice.
-    sa.Column("id", sa.Text, primary_key=True),
+    # Record ids are unique per project (the primary key is (project_id, id)), so
+    # one project's ids neither block nor reveal another's.
+    sa.Column("id", sa.Text, nullable=False),
     sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
     sa.Column("ts", sa.Double, nullable=False),
     sa.Column("dataset", sa.Text, nullable=False),
@@ -75,6 +75,7 @@ calls = sa.Table(
     sa.Column("feedback_count", sa.Integer, nullable=False),
     sa.Column("received_at", sa.Double, nullable=False),
     sa.Column("record", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint("project_id", "id"),
     sa.Index("ix_calls_dataset_ts", "project_id", "dataset", "ts", "id"),
     sa.Index("ix_calls_response_id", "project_id", "response_id"),
     sa.Index("ix_calls_route", "project_id", "route", "variant", "ts"),
@@ -83,7 +84,7 @@ calls = sa.Table(
 feedback = sa.Table(
     "feedback",
     metadata,
-    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("id", sa.Text, nullable=False),
     sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
     sa.Column("ts", sa.Double, nullable=False),
     sa.Column("target", sa.Text, nullable=False),
@@ -93,6 +94,7 @@ feedback = sa.Table(
     sa.Column("score", sa.Double),
     sa.Column("received_at", sa.Double, nullable=False),
     sa.Column("record", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint("project_id", "id"),
     sa.Index("ix_feedback_target", "project_id", "target"),
     sa.Index("ix_feedback_call", "project_id", "call_id"),
 )
@@ -116,5 +118,20 @@ prices = sa.Table(
     sa.Column("updated_at", sa.Double, nullable=False),
 )
 
+finetune_launches = sa.Table(
+    "finetune_launches",
+    metadata,
+    # One row per fine-tune launch that reached a backend: the per-project quota
+    # counts them over the last 24 hours.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project_id", sa.Integer, sa.ForeignKey("projects.id"), nullable=False),
+    sa.Column("backend", sa.Text, nullable=False),
+    sa.Column("route", sa.Text, nullable=False),
+    sa.Column("ts", sa.Double, nullable=False),
+    sa.Index("ix_finetune_launches_project_ts", "project_id", "ts"),
+)
+
 #: Tables holding a project's data, children first (for cleanup in tests).
-DATA_TABLES: tuple[sa.Table, ...] = (prices, routes, feedback, calls, api_keys, projects)
+DATA_TABLES: tuple[sa.Table, ...] = (
+    finetune_launches, prices, routes, feedback, calls, api_keys, projects,
+)  # fmt: skip

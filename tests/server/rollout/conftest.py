@@ -14,8 +14,17 @@ from typing import Any
 import pytest
 import requests
 
-from logos_shift.server import RolloutService, create_app, create_key, serve_in_thread
+from logos_shift.server import (
+    AddressPolicy,
+    Backend,
+    RolloutService,
+    ServerSettings,
+    create_app,
+    create_key,
+    serve_in_thread,
+)
 from logos_shift.server.api.rollout import install
+from logos_shift.testing import FakeProvider
 from tests.server.rollout.support import Server
 
 # Read at import: the suite's autouse fixture strips LOGOS_SHIFT_* variables.
@@ -54,9 +63,17 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def server(db_url: str) -> Iterator[Server]:
-    """A Logos server (SQLite, and PostgreSQL when configured) with the rollout endpoints."""
-    app = create_app(db_url)
+def server(db_url: str, fake_provider: FakeProvider) -> Iterator[Server]:
+    """A Logos server (SQLite, and PostgreSQL when configured) with the rollout endpoints.
+
+    Its operator configured the fake provider as the backend ``fake`` (the default one),
+    and lets project backend URLs reach loopback (the tests' own listeners).
+    """
+    settings = ServerSettings(
+        backends={"fake": Backend("fake", fake_provider.openai_base_url, "k")},
+        outbound=AddressPolicy(allow_networks=("127.0.0.0/8",)),
+    )
+    app = create_app(db_url, settings=settings)
     service = install(
         app, RolloutService(app.state.db, poll_s=(0.01, 0.05), webhook_backoff_s=0.01)
     )

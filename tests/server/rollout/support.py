@@ -83,7 +83,8 @@ def seed_dataset(server: Server, n: int = 40) -> None:
 
 
 def start_finetune(server: Server, fp: Any, policy: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """Start a fine-tune of ``support`` on the fake backend; wait until the service is idle.
+    """Start a fine-tune of ``support`` on the fake backend (the server's default backend,
+    see the ``server`` fixture); wait until the service is idle.
 
     Returns:
         The ``POST /v1/finetune`` answer (asserted to be 202).
@@ -92,8 +93,6 @@ def start_finetune(server: Server, fp: Any, policy: dict[str, Any], **extra: Any
     body = {
         "dataset": "support",
         "base_model": "gpt-4o-mini",
-        "backend_url": fp.openai_base_url,
-        "backend_api_key": "k",
         "policy": policy,
         **extra,
     }

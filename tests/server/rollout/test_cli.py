@@ -36,9 +36,7 @@ def test_finetune_start_shows_progress_until_canary(
         "--base-model",
         "gpt-4o-mini",
         "--backend",
-        fake_provider.openai_base_url,
-        "--backend-api-key",
-        "k",
+        "fake",
         "--policy",
         policy,
         *_args(server),
@@ -66,9 +64,7 @@ def test_rollout_commands(
         "--base-model",
         "m",
         "--backend",
-        fake_provider.openai_base_url,
-        "--backend-api-key",
-        "k",
+        "fake",
         *_args(server),
     ]
     assert main(argv) == 0
@@ -102,7 +98,7 @@ def test_finetune_start_small_dataset_lists_problems(
         "--base-model",
         "m",
         "--backend",
-        fake_provider.openai_base_url,
+        "fake",
         *_args(server),
     ]
     assert main(argv) == 1
@@ -116,7 +112,7 @@ def test_finetune_start_time_window(
     _seed(server)
     fake_provider.finetune_schedule(seconds_per_phase=0)
     argv = ["finetune", "start", "--dataset", "support", "--base-model", "m", "--no-wait",
-            "--backend", fake_provider.openai_base_url, "--backend-api-key", "k"]  # fmt: skip
+            "--backend", "fake"]  # fmt: skip
     argv += _args(server)
     assert main([*argv, "--until", "2020-01-01T00:00:00Z"]) == 1
     assert "no calls of this dataset in the time range asked for" in capsys.readouterr().err
@@ -142,7 +138,7 @@ def test_failures_of_a_rolled_back_model_feed_the_next_finetune(
     _seed(server)
     fake_provider.finetune_schedule(seconds_per_phase=0)
     start = ["finetune", "start", "--dataset", "support", "--base-model", "m", "--backend",
-             fake_provider.openai_base_url, "--backend-api-key", "k", *_args(server)]  # fmt: skip
+             "fake", *_args(server)]  # fmt: skip
     assert main(start) == 0
     variant = server.get("/v1/config", key=server.ingest_key).json()["routes"]["support"]
     name = variant["variants"][0]["name"]

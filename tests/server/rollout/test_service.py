@@ -123,7 +123,7 @@ def test_small_dataset_is_rejected_without_a_job(
     seed_dataset(server, n=5)
     r = server.post(
         "/v1/finetune",
-        {"dataset": "support", "base_model": "m", "backend_url": fake_provider.openai_base_url},
+        {"dataset": "support", "base_model": "m"},
     )
     assert r.status_code == 422
     assert r.json()["error"] == "invalid_dataset"
@@ -163,7 +163,7 @@ def test_failed_job_leaves_route_on_control(server: Server, fake_provider: FakeP
     )
     r = server.post(
         "/v1/finetune",
-        {"dataset": "support", "base_model": "m", "backend_url": fake_provider.openai_base_url},
+        {"dataset": "support", "base_model": "m"},
     )
     assert r.status_code == 202
     assert server.service.wait_idle(30)
@@ -181,7 +181,7 @@ def test_second_finetune_while_active_conflicts(
     _start(server, fake_provider)
     r = server.post(
         "/v1/finetune",
-        {"dataset": "support", "base_model": "m", "backend_url": fake_provider.openai_base_url},
+        {"dataset": "support", "base_model": "m"},
     )
     assert r.status_code == 409
 
@@ -245,7 +245,7 @@ def test_job_timeout_leaves_route_on_control(server: Server, fake_provider: Fake
     seed_dataset(server)
     server.service.job_timeout_s = 0.3
     fake_provider.finetune_schedule(retrieves_per_phase=10_000)
-    body = {"dataset": "support", "base_model": "m", "backend_url": fake_provider.openai_base_url}
+    body = {"dataset": "support", "base_model": "m"}
     assert server.post("/v1/finetune", body).status_code == 202
     assert server.service.wait_idle(30)
     status = server.get("/v1/routes/support/rollout").json()
@@ -359,7 +359,7 @@ def test_malformed_dataset_is_rejected_without_a_job(
         c = call(f"q{i}", "a", input=bad)
         recs += [c, feedback(c["id"], "success")]
     server.ingest(recs)
-    body = {"dataset": "support", "base_model": "m", "backend_url": fake_provider.openai_base_url}
+    body = {"dataset": "support", "base_model": "m"}
     r = server.post("/v1/finetune", body)
     assert r.status_code == 422, r.text
     err = r.json()
@@ -385,7 +385,7 @@ def test_backend_that_never_answers_leaves_route_on_control(server: Server) -> N
         base_url=url, api_key=key or "k", timeout=0.5, max_retries=0
     )
     try:
-        body = {"dataset": "support", "base_model": "m",
+        body = {"dataset": "support", "base_model": "m", "backend_api_key": "k",
                 "backend_url": f"http://127.0.0.1:{port}/v1"}  # fmt: skip
         r = server.post("/v1/finetune", body)
     finally:
