@@ -213,12 +213,7 @@ def _sizes(
         else:
             cond.append(sa.or_(calls.c.ts > ts, sa.and_(calls.c.ts == ts, calls.c.id > cid)))
     order = (calls.c.ts.desc(), calls.c.id.desc()) if newest_first else (calls.c.ts, calls.c.id)
-    query = (
-        sa.select(calls.c.ts, calls.c.id, _size(db))
-        .where(*cond)
-        .order_by(*order)
-        .limit(limit)
-    )
+    query = sa.select(calls.c.ts, calls.c.id, _size(db)).where(*cond).order_by(*order).limit(limit)
     with db.read() as conn:
         return [(float(t), str(i), int(n or 0)) for t, i, n in conn.execute(query)]
 
