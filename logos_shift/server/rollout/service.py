@@ -495,7 +495,8 @@ class RolloutService:
             Status.TRAINING,
             Status.EVALUATING,
         ):
-            row.canary_since = now
+            # The engine's time of the transition: the canary's windows start exactly there.
+            row.canary_since = d.state.since
         if (
             d.state.status == Status.ROLLED_BACK
             and d.previous.status != Status.ROLLED_BACK

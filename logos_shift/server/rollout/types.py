@@ -7,6 +7,8 @@ import itertools
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from logos_shift.server.stats.sketch import LatencySketch
+
 __all__ = [
     "ArmStats",
     "Baseline",
@@ -153,7 +155,7 @@ class ArmStats:
         cost_n: calls with a known cost.
         cost_sum: their total cost.
         cost_sumsq: the sum of squared costs.
-        latencies_ms: latencies of (a sample of) successful calls.
+        latency: the latencies of its successful calls (a log-bucket sketch).
     """
 
     calls: int = 0
@@ -163,7 +165,7 @@ class ArmStats:
     cost_n: int = 0
     cost_sum: float = 0.0
     cost_sumsq: float = 0.0
-    latencies_ms: tuple[float, ...] = ()
+    latency: LatencySketch = field(default_factory=LatencySketch)
 
 
 @dataclass(frozen=True)

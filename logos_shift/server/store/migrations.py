@@ -388,6 +388,61 @@ def _v5_rollouts(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE rollouts_v5 RENAME TO rollouts"))
 
 
+def _v6_evidence_aggregates(conn: Connection) -> None:
+    """Per-window, per-arm evidence counted at ingest (see ``store/aggregates.py``).
+
+    DDL only: a rollout already in canary when the server upgrades gets its
+    aggregates rebuilt from its calls the first time its evidence is read.
+    """
+    md = sa.MetaData()
+    key = ("project_id", "route", "generation", "window_start", "arm")
+
+    def keyed(name: str, *columns: sa.Column[Any], extra: tuple[str, ...] = ()) -> None:
+        sa.Table(
+            name,
+            md,
+            sa.Column("project_id", sa.Integer, nullable=False),
+            sa.Column("route", sa.Text, nullable=False),
+            sa.Column("generation", sa.Integer, nullable=False),
+            sa.Column("window_start", sa.Double, nullable=False),
+            sa.Column("arm", sa.Text, nullable=False),
+            *columns,
+            sa.PrimaryKeyConstraint(*key, *extra),
+        )
+
+    sa.Table(
+        "rollout_windows",
+        md,
+        sa.Column("project_id", sa.Integer, primary_key=True),
+        sa.Column("route", sa.Text, primary_key=True),
+        sa.Column("generation", sa.Integer, primary_key=True),
+        sa.Column("start_ts", sa.Double, primary_key=True),
+    )
+    counts = ("calls", "errors", "feedback", "successes", "units", "unitless")
+    keyed(
+        "rollout_arm_stats",
+        *(sa.Column(c, sa.BigInteger, nullable=False) for c in counts),
+        sa.Column("latency_min", sa.Double),
+        sa.Column("latency_max", sa.Double),
+    )
+    moments = ("tok_in", "tok_out", "tok_in2", "tok_inout", "tok_out2")
+    keyed(
+        "rollout_cost_stats",
+        sa.Column("model", sa.Text, nullable=False),
+        sa.Column("n", sa.BigInteger, nullable=False),
+        *(sa.Column(c, sa.Double, nullable=False) for c in moments),
+        extra=("model",),
+    )
+    keyed(
+        "rollout_latency",
+        sa.Column("bucket", sa.Integer, nullable=False),
+        sa.Column("n", sa.BigInteger, nullable=False),
+        extra=("bucket",),
+    )
+    keyed("rollout_units", sa.Column("unit", sa.Text, nullable=False), extra=("unit",))
+    md.create_all(conn)
+
+
 #: Every schema version, oldest first.  Append only; never edit a shipped one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _v1_initial),
@@ -399,6 +454,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         _v4_per_project_ids,
     ),
     Migration(5, "rollout tables under the runner; typed rollout state", _v5_rollouts),
+    Migration(6, "rollout evidence aggregated at ingest", _v6_evidence_aggregates),
 )
 
 LATEST = MIGRATIONS[-1].version

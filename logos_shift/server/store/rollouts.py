@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from logos_shift.server.rollout.types import Baseline, Policy, RolloutState, Status
 
+from . import aggregates
 from .db import Database
 from .schema import rollout_events, rollout_failures, rollouts
 
@@ -246,6 +247,10 @@ def save(db: Database, project_id: int, row: RolloutRow, conn: Connection | None
         conn.execute(
             rollouts.insert().values(project_id=project_id, route=row.state.route, **values)
         )
+    if row.canary_since is not None and row.variant_name is not None:
+        # The times the evidence is read from start windows of the aggregates.
+        starts = {row.canary_since, row.state.since + row.policy.srm_grace_s}
+        aggregates.open_windows(db, conn, project_id, row.state.route, row.generation, starts)
 
 
 def add_event(db: Database, project_id: int, event: dict[str, Any]) -> int:

@@ -206,8 +206,94 @@ rollout_failures = sa.Table(
     sa.Index("ix_rollout_failures_dataset", "project_id", "dataset"),
 )
 
+# -- evidence aggregates (see .aggregates) -------------------------------------
+# A rollout's calls are counted at ingest into windows: a window starts at each
+# time the engine reads from (the canary's start, each stage's sample-ratio
+# window), and a call belongs to the latest window starting at or before its ts.
+
+_WINDOW_KEY = ("project_id", "route", "generation", "window_start", "arm")
+
+rollout_windows = sa.Table(
+    "rollout_windows",
+    metadata,
+    sa.Column("project_id", sa.Integer, primary_key=True),
+    sa.Column("route", sa.Text, primary_key=True),
+    sa.Column("generation", sa.Integer, primary_key=True),
+    sa.Column("start_ts", sa.Double, primary_key=True),
+)
+
+rollout_arm_stats = sa.Table(
+    "rollout_arm_stats",
+    metadata,
+    sa.Column("project_id", sa.Integer, nullable=False),
+    sa.Column("route", sa.Text, nullable=False),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("window_start", sa.Double, nullable=False),
+    sa.Column("arm", sa.Text, nullable=False),
+    sa.Column("calls", sa.BigInteger, nullable=False),
+    # Failed calls (errors and fallbacks to control).
+    sa.Column("errors", sa.BigInteger, nullable=False),
+    # Successful calls whose latest feedback is success or failure, and the successes.
+    sa.Column("feedback", sa.BigInteger, nullable=False),
+    sa.Column("successes", sa.BigInteger, nullable=False),
+    # Distinct assignment units (rows of rollout_units) and calls with no unit.
+    sa.Column("units", sa.BigInteger, nullable=False),
+    sa.Column("unitless", sa.BigInteger, nullable=False),
+    sa.Column("latency_min", sa.Double),
+    sa.Column("latency_max", sa.Double),
+    sa.PrimaryKeyConstraint(*_WINDOW_KEY),
+)
+
+rollout_cost_stats = sa.Table(
+    "rollout_cost_stats",
+    metadata,
+    # Token moments per model, so cost and its variance follow the price table as it
+    # is when the engine reads them: sum(cost) and sum(cost^2) are linear in these.
+    sa.Column("project_id", sa.Integer, nullable=False),
+    sa.Column("route", sa.Text, nullable=False),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("window_start", sa.Double, nullable=False),
+    sa.Column("arm", sa.Text, nullable=False),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Column("tok_in", sa.Double, nullable=False),
+    sa.Column("tok_out", sa.Double, nullable=False),
+    sa.Column("tok_in2", sa.Double, nullable=False),
+    sa.Column("tok_inout", sa.Double, nullable=False),
+    sa.Column("tok_out2", sa.Double, nullable=False),
+    sa.PrimaryKeyConstraint(*_WINDOW_KEY, "model"),
+)
+
+rollout_latency = sa.Table(
+    "rollout_latency",
+    metadata,
+    # Successful calls per log-scale latency bucket (logos_shift.server.stats.sketch).
+    sa.Column("project_id", sa.Integer, nullable=False),
+    sa.Column("route", sa.Text, nullable=False),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("window_start", sa.Double, nullable=False),
+    sa.Column("arm", sa.Text, nullable=False),
+    sa.Column("bucket", sa.Integer, nullable=False),
+    sa.Column("n", sa.BigInteger, nullable=False),
+    sa.PrimaryKeyConstraint(*_WINDOW_KEY, "bucket"),
+)
+
+rollout_units = sa.Table(
+    "rollout_units",
+    metadata,
+    # The distinct units seen per arm in the latest window only (older ones are dropped).
+    sa.Column("project_id", sa.Integer, nullable=False),
+    sa.Column("route", sa.Text, nullable=False),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("window_start", sa.Double, nullable=False),
+    sa.Column("arm", sa.Text, nullable=False),
+    sa.Column("unit", sa.Text, nullable=False),
+    sa.PrimaryKeyConstraint(*_WINDOW_KEY, "unit"),
+)
+
 #: Tables holding a project's data, children first (for cleanup in tests).
 DATA_TABLES: tuple[sa.Table, ...] = (
+    rollout_units, rollout_latency, rollout_cost_stats, rollout_arm_stats, rollout_windows,
     rollout_failures, rollout_events, rollouts,
     finetune_launches, prices, routes, feedback, calls, api_keys, projects,
 )  # fmt: skip
