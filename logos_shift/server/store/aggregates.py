@@ -443,7 +443,7 @@ def _rebuild(
         calls.c.variant.in_(ro.arms), calls.c.ts >= start,
     )  # fmt: skip
     delta = _Delta()
-    for r in conn.execution_options(yield_per=1000).execute(query):
+    for r in conn.execute(query, execution_options={"yield_per": 1000}):
         window = ro.window_of(float(r.ts))
         if window is None:
             continue
