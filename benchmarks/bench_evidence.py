@@ -44,7 +44,7 @@ T0 = 1_800_000_000.0
 ARMS = ("control", "ft-bench")
 
 # One call per generated integer i: arms alternate 1:1, 2 % errors, 1 % fallbacks,
-# feedback on most, a unit per call among 5,000 users, latencies spread 50–550 ms.
+# feedback on most, a unit per call among 5,000 users, latencies spread 50 to 550 ms.
 _SELECT = """
 SELECT 'c' || {i} || '-' || {tag}, {pid}, {t0} + {i} * 0.001, 'bench',
        'bench', CASE WHEN {i} % 2 = 0 THEN 'control' ELSE 'ft-bench' END,
