@@ -35,6 +35,7 @@ from sqlalchemy.engine import Connection
 
 from logos_shift.server.stats.sketch import LatencySketch, bucket_of
 
+from . import queries
 from .db import Database
 from .schema import (
     calls,
@@ -434,16 +435,14 @@ def _rebuild(
                 table.c.window_start >= start,
             )
         )
-    query = sa.select(
+    columns = [
         calls.c.variant, calls.c.ts, calls.c.is_error, calls.c.fallback, calls.c.latency_ms,
         calls.c.input_tokens, calls.c.output_tokens, calls.c.outcome, calls.c.record,
         sa.func.coalesce(calls.c.served_model, calls.c.requested_model).label("model"),
-    ).where(
-        calls.c.project_id == project_id, calls.c.route == route,
-        calls.c.variant.in_(ro.arms), calls.c.ts >= start,
-    )  # fmt: skip
+    ]  # fmt: skip
+    f = queries.CallFilter(route=route, since=start, variants=ro.arms)
     delta = _Delta()
-    for r in conn.execute(query, execution_options={"yield_per": 1000}):
+    for r in queries.scan(db, project_id, f, columns, conn=conn):
         window = ro.window_of(float(r.ts))
         if window is None:
             continue
