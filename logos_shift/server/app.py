@@ -13,7 +13,9 @@ from fastapi import FastAPI
 
 from .deps import TooLarge
 from .errors import error_response, install
+from .finetune.backend import BackendFactory
 from .ratelimit import RateLimiter
+from .rollout.types import RolloutSettings
 from .settings import Limits, ServerSettings
 from .store.db import Database
 from .store.migrations import migrate
@@ -134,6 +136,8 @@ def create_app(
     *,
     limits: Limits | None = None,
     settings: ServerSettings | None = None,
+    rollout: RolloutSettings | None = None,
+    backend_factory: BackendFactory | None = None,
     run_migrations: bool = True,
     extensions: bool = True,
 ) -> FastAPI:
@@ -146,18 +150,30 @@ def create_app(
         settings: what the operator configures: backends, outbound policy, quotas,
             limits, rate limits (default: :meth:`ServerSettings.load`, i.e. the file
             named by ``$LOGOS_SHIFT_SERVER_CONFIG`` and the environment).
+        rollout: how fine-tunes and rollouts run: loop interval and debounce, leader
+            lease, job timeout and polls, webhook retries (default:
+            ``RolloutSettings()``).
+        backend_factory: builds the fine-tuning backend from ``(base_url, api_key)``
+            of the backend a launch chose (your own :class:`FineTuneBackend`);
+            None: the OpenAI-compatible client.
         run_migrations: upgrade the schema in place before serving.
         extensions: install the fine-tuning and rollout endpoints and service.
 
     Returns:
         The FastAPI app; ``app.state.db`` is the database, ``app.state.settings``
-        the settings.
+        the settings, ``app.state.rollout`` the rollout service (with extensions).
 
     Example:
-        >>> app = create_app("sqlite:///logos.db")  # doctest: +SKIP
+        >>> from logos_shift.server import RolloutSettings
+        >>> app = create_app(
+        ...     "sqlite:///logos.db",
+        ...     rollout=RolloutSettings(interval_s=2.0),
+        ...     backend_factory=lambda url, key: MyBackend(url, key),
+        ... )  # doctest: +SKIP
     """
     from . import api
     from .api import rollout as rollout_api
+    from .rollout.service import RolloutService
 
     owned = isinstance(database, str)
     settings = settings if settings is not None else ServerSettings.load()
@@ -194,7 +210,18 @@ def create_app(
     app.include_router(api.build_router(limits))
     installed: list[object] = []
     if extensions:
-        installed.append(rollout_api.install(app))
+        rs = rollout or RolloutSettings()
+        service = RolloutService(
+            db,
+            backend_factory=backend_factory,
+            job_timeout_s=rs.job_timeout_s,
+            poll_s=rs.poll_s,
+            webhook_retries=rs.webhook_retries,
+            webhook_backoff_s=rs.webhook_backoff_s,
+            settings=settings,
+        )
+        app.state.rollout_settings = rs
+        installed.append(rollout_api.install(app, service))
     app.add_middleware(Guard, limits=limits)
     _document_records(app)
     return app

@@ -26,18 +26,18 @@ def sync_route(db: Database, project_id: int, row: RolloutRow, d: engine.Decisio
         return
     name = st.route
     route = routes.get_route(db, project_id, name) or {
-        "match": {"dataset": row.info["dataset"]},
-        "control": {"name": "control", "model": row.info.get("control_model")},
+        "match": {"dataset": row.dataset},
+        "control": {"name": "control", "model": st.control_model},
         "variants": [],
         "assignment": {"unit": "user_id", "seed": name},
     }
     # The rollout owns the route's variants: exactly the model under test, so a
     # previous (promoted or rolled-back) variant never shares its traffic.
     route["variants"] = [
-        {"name": str(row.info["variant_name"]), "model": st.variant_model, "fallback": True}
+        {"name": str(row.variant_name), "model": st.variant_model, "fallback": True}
     ]
-    if d.action in ("start_canary", "start_eval") and row.info.get("control_model"):
-        route["control"] = {**route["control"], "model": row.info["control_model"]}
+    if d.action in ("start_canary", "start_eval") and st.control_model:
+        route["control"] = {**route["control"], "model": st.control_model}
     hold = row.policy.holdout_pct
     pct = min(engine.variant_pct(st), 1.0 - hold)
     route["rollout"] = {

@@ -82,7 +82,6 @@ class RolloutService:
         self._dirty: set[int] = set()
         self._wake = threading.Event()
         self._evaluator: threading.Thread | None = None
-        _rollout_store.ensure_tables(db)
 
     # -- fine-tuning -------------------------------------------------------
 
@@ -135,16 +134,16 @@ class RolloutService:
             old is not None
             and old.state.status == Status.ROLLED_BACK
             and old.state.variant_model
-            and "canary_since" in old.info
+            and old.canary_since is not None
         ):
             # Failure feedback that arrived after the rollback is kept too (idempotent).
             keep_failures(
                 self.db,
                 project_id,
                 route,
-                str(old.info["variant_name"]),
+                str(old.variant_name),
                 old.state.variant_model,
-                float(old.info["canary_since"]),
+                old.canary_since,
             )
         window = queries.CallFilter(dataset=req.dataset, since=req.since, until=req.until)
         records, models = queries.dataset_calls(self.db, project_id, window)
@@ -160,19 +159,20 @@ class RolloutService:
             control_model = old.state.variant_model
         now = self.clock()
         webhook_secret = "whsec_" + secrets.token_urlsafe(32) if req.webhook_url else None
-        info: dict[str, Any] = {
-            "dataset": req.dataset,
-            "dataset_counts": ds.counts,
-            "base_model": req.base_model,
-            "backend": target.name,
-            "backend_url": None if target.configured else redact_url(target.base_url),
-            "webhook_url": req.webhook_url,
-            # Signs the webhook's deliveries; shown once (the launch's answer), never again.
-            "webhook_secret": webhook_secret,
-            "control_model": control_model,
-            "test": [{"input": t["input"], "expected": t["expected"]} for t in ds.test[:200]],
-        }
         state = _rollout.start(route, control_model, now, policy)
+        row = _rollout_store.RolloutRow(
+            state,
+            policy,
+            dataset=req.dataset,
+            dataset_counts=ds.counts,
+            base_model=req.base_model,
+            backend=target.name,
+            backend_url=None if target.configured else redact_url(target.base_url),
+            webhook_url=req.webhook_url,
+            # Signs the webhook's deliveries; shown once (the launch's answer), never again.
+            webhook_secret=webhook_secret,
+            test_split=[{"input": t["input"], "expected": t["expected"]} for t in ds.test[:200]],
+        )
         _launches.reserve(self.db, project_id, target.name, route, settings.launches_per_day, now)
         backend: _finetune.FineTuneBackend | None = None
         try:
@@ -194,15 +194,13 @@ class RolloutService:
         except _finetune.FineTuneError as exc:
             if backend is not None:
                 backend.close()
-            row = _rollout_store.RolloutRow(state, policy, info)
             d = _rollout.on_training_finished(state, False, None, now, policy, str(exc))
             self._apply(project_id, row, d)
             raise
-        info["job"] = job.to_json()
-        info["files"] = {"train": train_id, "validation": val_id}
-        info["variant_name"] = f"ft-{job.id[-8:]}"
-        state = dataclasses.replace(state, job_id=job.id)
-        row = _rollout_store.RolloutRow(state, policy, info)
+        row.job = job.to_json()
+        row.train_file, row.validation_file = train_id, val_id
+        row.variant_name = f"ft-{job.id[-8:]}"
+        row.state = state = dataclasses.replace(state, job_id=job.id)
         _rollout_store.save(self.db, project_id, row)
         self._event(
             project_id,
@@ -224,7 +222,7 @@ class RolloutService:
             "route": route,
             "job": job.to_json(),
             "dataset": ds.counts,
-            "files": info["files"],
+            "files": {"train": train_id, "validation": val_id},
             "warnings": ds.warnings,
             "state": state.to_json(),
         }
@@ -253,7 +251,7 @@ class RolloutService:
                 logger.info("fine-tuning job %s is %s", job_id, job.provider_status)
                 row = _rollout_store.load(self.db, project_id, route)
                 if row is not None:
-                    row.info["job"] = job.to_json()
+                    row.job = job.to_json()
                     _rollout_store.save(self.db, project_id, row)
                     _rollout_store.add_event(
                         self.db,
@@ -315,7 +313,7 @@ class RolloutService:
         passed, total = judge_test_split(
             target.base_url,
             row.state.variant_model,
-            row.info.get("test", []),
+            row.test_split,
             api_key=target.api_key,
             policy=target.policy,
         )
@@ -329,15 +327,15 @@ class RolloutService:
 
     def _evidence(self, project_id: int, row: _rollout_store.RolloutRow) -> Evidence:
         route = _routes_store.get_route(self.db, project_id, row.state.route)
-        if route is None or "canary_since" not in row.info:
+        if route is None or row.canary_since is None or row.variant_name is None:
             return Evidence()
         return _evidence.evidence(
             self.db,
             project_id,
             row.state.route,
             str(route["control"]["name"]),
-            str(row.info["variant_name"]),
-            float(row.info["canary_since"]),
+            row.variant_name,
+            row.canary_since,
             # Clients follow a new stage at their next config refresh: the calls
             # made before that are left out of the sample-ratio check.
             stage_from=row.state.since + row.policy.srm_grace_s,
@@ -423,7 +421,7 @@ class RolloutService:
         """
         row = self._require(project_id, route)
         ev = self._evidence(project_id, row)
-        info = {k: v for k, v in row.info.items() if k not in ("test", "webhook_secret")}
+        info = row.public()
         if info.get("webhook_url"):
             info["webhook_url"] = redact_url(str(info["webhook_url"]))
         return {
@@ -470,7 +468,7 @@ class RolloutService:
             KeyError: the route has no rollout.
         """
         row = self._require(project_id, route)
-        dataset = str(row.info.get("dataset") or route)
+        dataset = row.dataset
         items = _rollout_store.list_failures(self.db, project_id, dataset=dataset)
         hashes = {str(f["input_hash"]) for f in items if f["input_hash"]}
         answered = answered_hashes(self.db, project_id, dataset, hashes)
@@ -497,11 +495,12 @@ class RolloutService:
             Status.TRAINING,
             Status.EVALUATING,
         ):
-            row.info["canary_since"] = now
+            # The engine's time of the transition: the canary's windows start exactly there.
+            row.canary_since = d.state.since
         if (
             d.state.status == Status.ROLLED_BACK
             and d.previous.status != Status.ROLLED_BACK
-            and "canary_since" in row.info
+            and row.canary_since is not None
             and d.state.variant_model
         ):
             # The rolled-back model's failed calls are kept (their inputs): the next
@@ -510,12 +509,12 @@ class RolloutService:
                 self.db,
                 project_id,
                 d.state.route,
-                str(row.info["variant_name"]),
+                str(row.variant_name),
                 d.state.variant_model,
-                float(row.info["canary_since"]),
+                row.canary_since,
             )
-            row.info["rolled_back_variant"] = row.info.get("variant_name")
-            row.info["kept_failures"] = kept
+            row.rolled_back_variant = row.variant_name
+            row.kept_failures = kept
             d = dataclasses.replace(
                 d,
                 numbers={**d.numbers, "kept_failures": kept},
@@ -554,7 +553,7 @@ class RolloutService:
             "; ".join(event.get("reasons") or []),
             extra={"rollout_event": event},
         )
-        url = row.info.get("webhook_url")
+        url = row.webhook_url
         if url:
             settings = self.settings or ServerSettings()
             self._spawn(
@@ -565,9 +564,7 @@ class RolloutService:
                 self.webhook_backoff_s,
                 self._stop,
                 self.webhook_log,
-                notify.Signing(
-                    row.info.get("webhook_secret"), settings.outbound, settings.webhook_timeout_s
-                ),
+                notify.Signing(row.webhook_secret, settings.outbound, settings.webhook_timeout_s),
             )
 
     # -- reacting to evidence ------------------------------------------------
