@@ -27,6 +27,7 @@ __all__ = [
     "list_events",
     "list_failures",
     "load",
+    "lock_state",
     "save",
 ]
 
@@ -122,11 +123,12 @@ def load(db: Database, project_id: int, route: str) -> RolloutRow | None:
     )
 
 
-def active(db: Database) -> list[tuple[int, str]]:
-    """Return ``(project_id, route)`` of every rollout that may still change.
+def active(db: Database, statuses: tuple[str, ...] = ("canary", "paused")) -> list[tuple[int, str]]:
+    """Return ``(project_id, route)`` of every rollout in one of ``statuses``.
 
     Args:
         db: the database.
+        statuses: the statuses (default: those evidence may still change).
 
     Returns:
         The keys, in no particular order.
@@ -135,9 +137,29 @@ def active(db: Database) -> list[tuple[int, str]]:
         rows = conn.execute(sa.select(rollouts.c.project_id, rollouts.c.route, rollouts.c.state))
         out = []
         for pid, route, state in rows:
-            if json.loads(state)["status"] in ("canary", "paused"):
+            if json.loads(state)["status"] in statuses:
                 out.append((int(pid), str(route)))
     return out
+
+
+def lock_state(db: Database, project_id: int, route: str) -> RolloutState | None:
+    """Read a rollout's state in the current write, locking its row until the commit.
+
+    Args:
+        db: the database (called inside ``db.write()``, whose transaction it joins).
+        project_id: the project.
+        route: the route.
+
+    Returns:
+        The state, or None when the route has no rollout yet.
+    """
+    with db.write() as conn:
+        text = conn.execute(
+            sa.select(rollouts.c.state)
+            .where(rollouts.c.project_id == project_id, rollouts.c.route == route)
+            .with_for_update()
+        ).scalar()
+    return None if text is None else RolloutState.from_json(json.loads(text))
 
 
 def save(db: Database, project_id: int, row: RolloutRow) -> None:
