@@ -732,7 +732,10 @@ class RolloutService:
                 since = self._pending_since if self._pending else None
             wait = debounce_s
             if since is not None:
-                wait = max(0.0, min(wait, since + debounce_s - time.monotonic()))
+                wait = min(wait, since + debounce_s - time.monotonic())
+            if self._polls and leader.is_leader:
+                wait = min(wait, min(due for due, _, _ in self._polls.values()) - time.monotonic())
+            wait = max(0.0, wait)
             self._wake.wait(wait)
             self._wake.clear()
             if self._stop.is_set():

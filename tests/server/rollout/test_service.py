@@ -7,6 +7,8 @@ import socket
 import time
 from typing import Any
 
+import pytest
+
 from logos_shift.testing import FakeProvider
 from tests.server.rollout.support import Server, call, feedback, seed_dataset, start_finetune
 
@@ -254,6 +256,9 @@ def test_job_timeout_leaves_route_on_control(server: Server, fake_provider: Fake
     assert "support" not in server.get("/v1/config", key=server.ingest_key).json()["routes"]
 
 
+@pytest.mark.parametrize(
+    "loop_timings", [{"INTERVAL_S": "3600", "DEBOUNCE_S": "0.05", "LEASE_S": "10"}]
+)
 def test_the_loop_decides_after_ingest(server: Server, fake_provider: FakeProvider) -> None:
     """Traffic and feedback alone move the rollout: the server's loop evaluates the route."""
     seed_dataset(server)
