@@ -165,10 +165,12 @@ class RolloutService:
         )
         hard = _rollout_store.failure_hashes(self.db, project_id, req.dataset)
         ds = _dataset_builder.build((r for r, _ in records), fb, spec, hard)
-        control_model = req.control_model or (models.most_common(1)[0][0] if models else None)
-        if req.control_model is None and old is not None and old.state.status == Status.PROMOTED:
-            # The promoted model is what the route serves now: it becomes the control.
-            control_model = old.state.variant_model
+        # The control is what the route serves now: after a promotion the promoted
+        # model (also when a later fine-tune failed before its canary).
+        serving = route_sync.serving_model(_routes_store.get_route(self.db, project_id, route))
+        control_model = (
+            req.control_model or serving or (models.most_common(1)[0][0] if models else None)
+        )
         now = self.clock()
         webhook_secret = "whsec_" + secrets.token_urlsafe(32) if req.webhook_url else None
         info: dict[str, Any] = {
@@ -468,6 +470,7 @@ class RolloutService:
         """
         row = self._require(project_id, route)
         ev = self._evidence(project_id, row)
+        events = _rollout_store.list_events(self.db, project_id, route)
         info = {k: v for k, v in row.info.items() if k not in ("test", "webhook_secret")}
         if info.get("webhook_url"):
             info["webhook_url"] = redact_url(str(info["webhook_url"]))
@@ -493,7 +496,11 @@ class RolloutService:
                 "units": _pair(ev.stage_units),
                 "calls": _pair(ev.stage_calls),
             },
-            "events": _rollout_store.list_events(self.db, project_id, route),
+            "events": events,
+            "serving": _serving(
+                route_sync.serving_model(_routes_store.get_route(self.db, project_id, route)),
+                events,
+            ),
         }
 
     def failures(self, project_id: int, route: str) -> dict[str, Any]:
@@ -965,6 +972,17 @@ def _job_outcome(job: _finetune.JobInfo) -> tuple[bool, str | None, str]:
         job.fine_tuned_model,
         job.error or f"job ended {job.provider_status}",
     )
+
+
+def _serving(model: str | None, events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What the route serves now and since when (its last promotion or rollback, if any)."""
+    if model is None:
+        return None
+    since = None
+    for e in events:
+        if e.get("action") in ("promote", "rollback"):
+            since = e.get("ts")
+    return {"model": model, "since": since}
 
 
 def _pair(counts: tuple[int, int] | None) -> dict[str, int] | None:
