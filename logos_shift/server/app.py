@@ -200,6 +200,7 @@ def create_app(
     if limits is not None:
         settings = dataclasses.replace(settings, limits=limits)
     limits = settings.limits
+    loop = loop_options()  # a bad value is an error now, not once serving
     db = Database(database) if isinstance(database, str) else database
     if run_migrations:
         migrate(db)
@@ -210,7 +211,7 @@ def create_app(
         rollout = getattr(app.state, "rollout", None)
         if rollout is not None:
             # Evaluations and transitions run on the loop's thread, never a request's.
-            rollout.start(events=app.state.events, **loop_options())
+            rollout.start(events=app.state.events, **loop)
         yield
         for service in installed:
             close = getattr(service, "close", None)

@@ -293,9 +293,12 @@ def test_two_servers_on_one_postgres(
     postgres_db: str, tmp_path: Path, fake_provider: FakeProvider,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    """Two server processes on one PostgreSQL: the app talks to one, the CLI to the other."""
+    """Two server processes on one PostgreSQL: the app talks only to the one that follows."""
     with servers(postgres_db, tmp_path, fake_provider, n=2) as procs:
-        _full_loop([p.url for p in procs], postgres_db, fake_provider, tmp_path, capsys)
+        leader, follower = _by_role(procs, postgres_db)
+        _full_loop([leader.url, follower.url], postgres_db, fake_provider, tmp_path, capsys)
+        # Its ingest reached the leader through the marks it left in the database.
+        assert "this process leads" not in follower.log.read_text()
 
 
 def _leader_pid(db_url: str) -> int | None:
@@ -308,6 +311,28 @@ def _leader_pid(db_url: str) -> int | None:
     finally:
         engine.dispose()
     return int(holder.split(":")[1]) if holder and expires > time.time() else None
+
+
+def _by_role(procs: list[Server], db_url: str) -> tuple[Server, Server]:
+    """The leading server process and the other one."""
+    deadline = time.monotonic() + 30
+    while (pid := _leader_pid(db_url)) is None:
+        assert time.monotonic() < deadline, "no server leads"
+        time.sleep(0.1)
+    leader = next(p for p in procs if p.proc.pid == pid)
+    return leader, next(p for p in procs if p is not leader)
+
+
+@pytest.mark.slow
+def test_two_sqlite_servers_follower_ingest_reaches_the_leader(
+    tmp_path: Path, fake_provider: FakeProvider, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two server processes on one SQLite file: the app talks only to the one that follows."""
+    db_url = f"sqlite:///{tmp_path / 'logos.db'}"
+    with servers(db_url, tmp_path, fake_provider, n=2) as procs:
+        leader, follower = _by_role(procs, db_url)
+        _full_loop([leader.url, follower.url], db_url, fake_provider, tmp_path, capsys)
+        assert "this process leads" not in follower.log.read_text()
 
 
 @pytest.mark.slow
@@ -325,9 +350,7 @@ def test_sigkill_of_the_leader_hands_the_loop_over(
             fake_provider.finetune_schedule(seconds_per_phase=0.2)
             _finetune(procs[0].url, admin_key)
             _until(admin, ("canary",))
-            pid = _leader_pid(db_url)
-            leader = next(p for p in procs if p.proc.pid == pid)
-            other = next(p for p in procs if p is not leader)
+            leader, other = _by_role(procs, db_url)
             leader.stop(signal.SIGKILL)
             # The app now talks to the survivor (a load balancer would do this).
             app.ls.shutdown(10)

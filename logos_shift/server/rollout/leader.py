@@ -73,7 +73,7 @@ class Leader:
         started = time.monotonic()
         try:
             term = _leases.take(self.db, self.name, self.holder, self.lease_s)
-        except sqlalchemy.exc.SQLAlchemyError:
+        except Exception:  # a lost database: keep what is left of the lease, try again
             logger.warning("could not renew the rollout lease", exc_info=True)
             term = self.term if self.is_leader else None
         else:

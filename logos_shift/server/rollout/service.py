@@ -209,15 +209,19 @@ class RolloutService:
                 backend.close()
             row = _rollout_store.RolloutRow(state, policy, info)
             d = _rollout.on_training_finished(state, False, None, now, policy, str(exc))
-            self._apply(project_id, row, d)
+            previous = old.state if old is not None else None
+            self._apply(project_id, row, d, new_rollout=True, replaces=previous)
             raise
         info["job"] = job.to_json()
         info["files"] = {"train": train_id, "validation": val_id}
         info["variant_name"] = f"ft-{job.id[-8:]}"
         state = dataclasses.replace(state, job_id=job.id)
         row = _rollout_store.RolloutRow(state, policy, info)
-        with self.db.write():  # the state and its first event, together
-            _rollout_store.save(self.db, project_id, row)
+        try:
+            with self.db.write() as conn:  # the state and its first event, together
+                # Another launch of this route (another process) may have won meanwhile.
+                self._check(conn, project_id, route, old.state if old else None, False)
+                _rollout_store.save(self.db, project_id, row)
             event = self._store_event(
                 project_id,
                 {
@@ -232,6 +236,15 @@ class RolloutService:
                     "variant_pct": 0.0,
                 },
             )
+        except TransitionError:
+            try:
+                backend.cancel(job.id)
+            except _finetune.FineTuneError:
+                pass
+            backend.close()
+            raise TransitionError(
+                f"route {route!r} already has a rollout in progress (started meanwhile)"
+            ) from None
         self._announce(row, event)
         if target.configured:
             # The rollout loop (in whichever server process leads) polls the job: it
@@ -311,7 +324,7 @@ class RolloutService:
         logger.info("fine-tuning job %s is %s", job.id, job.provider_status)
         row.info["job"] = job.to_json()
         with self.db.write() as conn:
-            self._check(conn, project_id, row.state, fenced)
+            self._check(conn, project_id, route, row.state, fenced)
             _rollout_store.save(self.db, project_id, row)
             self._store_event(
                 project_id,
@@ -332,7 +345,7 @@ class RolloutService:
         ok: bool,
         model: str | None,
         detail: str,
-        target: BackendTarget,
+        target: BackendTarget | None,
         fenced: bool,
     ) -> None:
         with self._lock:
@@ -343,7 +356,7 @@ class RolloutService:
                 row.state, ok, model, self.clock(), row.policy, detail
             )
             self._apply(project_id, row, d, fenced=fenced)
-        if d.state.status == Status.EVALUATING:
+        if d.state.status == Status.EVALUATING and target is not None:
             self._offline_eval(project_id, route, target, fenced)
 
     def _offline_eval(
@@ -542,7 +555,12 @@ class RolloutService:
         return row
 
     def _check(
-        self, conn: Connection, project_id: int, expected: RolloutState, fenced: bool
+        self,
+        conn: Connection,
+        project_id: int,
+        route: str,
+        expected: RolloutState | None,
+        fenced: bool,
     ) -> None:
         """Refuse a write whose rollout changed meanwhile, or whose loop lost the lease.
 
@@ -554,12 +572,10 @@ class RolloutService:
             if self._leader is None:
                 raise LostLease("the rollout loop is not running")
             self._leader.fence(conn)
-        current = _rollout_store.lock_state(self.db, project_id, expected.route)
-        if current is not None and current != expected:
-            raise TransitionError(
-                f"the rollout of {expected.route!r} changed meanwhile (now "
-                f"{current.status.value}); look again"
-            )
+        current = _rollout_store.lock_state(self.db, project_id, route)
+        if current != expected:
+            now = current.status.value if current is not None else "gone"
+            raise TransitionError(f"the rollout of {route!r} changed meanwhile (now {now})")
 
     def _apply(
         self,
@@ -568,15 +584,21 @@ class RolloutService:
         d: _rollout.Decision,
         *,
         fenced: bool = False,
+        new_rollout: bool = False,
+        replaces: RolloutState | None = None,
     ) -> _rollout.Decision:
         """Commit a transition as one transaction: state, event and route config.
+
+        The stored state must be ``d.previous`` (for a ``new_rollout``: ``replaces``,
+        the route's previous rollout, or None).
 
         Raises:
             TransitionError: the rollout changed since ``d`` was decided.
             LostLease: ``fenced`` and this process no longer leads.
         """
         with self.db.write() as conn:
-            self._check(conn, project_id, d.previous, fenced)
+            expected = replaces if new_rollout else d.previous
+            self._check(conn, project_id, d.state.route, expected, fenced)
             d, event = self._write_transition(project_id, row, d)
         # Announced (log, webhook) only once committed: exactly once per transition.
         self._announce(row, event)
@@ -855,11 +877,8 @@ class RolloutService:
                 continue  # watched by the process that launched it (it alone has the key)
             target = self._target_of(row)
             if target is None:
-                self._training_finished(
-                    pid, route, job_id, False, None,
-                    f"backend {row.info.get('backend')!r} is no longer configured",
-                    BackendTarget("", "", "", configured=True), True,
-                )  # fmt: skip
+                reason = f"backend {row.info.get('backend')!r} is no longer configured"
+                self._training_finished(pid, route, job_id, False, None, reason, None, True)
                 continue
             self._polls[job_id] = (now + delay, min(delay * 1.5, self.poll_s[1]), errors)
             self._poll_job(pid, route, row, job_id, target, errors)

@@ -77,15 +77,21 @@ def take(db: Database, name: str, holder: str, lease_s: float) -> int | None:
         The lease's term (it grows by one each time the lease changes hands),
         or None when another holder has it.
     """
+    query = (
+        sa.select(leases.c.holder, leases.c.term, leases.c.expires_at)
+        .where(leases.c.name == name)
+        .with_for_update()
+    )
     with db.write() as conn:
         now = db_now(conn)
-        row = conn.execute(
-            sa.select(leases.c.holder, leases.c.term, leases.c.expires_at)
-            .where(leases.c.name == name)
-            .with_for_update()
-        ).first()
-        if row is None:
-            raise LookupError(f"no lease {name!r} (the database needs `logos-shift migrate`)")
+        row = conn.execute(query).first()
+        if row is None:  # migration 7 inserts "rollout"; any other name starts here
+            conn.execute(
+                db.insert(leases)
+                .values(name=name, holder="", term=0, expires_at=0.0, renewed_at=0.0)
+                .on_conflict_do_nothing()
+            )
+            row = conn.execute(query).one()
         if row.holder != holder and row.expires_at > now:
             return None
         term = int(row.term) if row.holder == holder and row.expires_at > now else row.term + 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
@@ -73,3 +74,20 @@ def test_a_rolled_back_second_model_returns_to_the_first(
     route = _route(server)
     assert route["control"]["model"] == first
     assert route["rollout"]["variant_pct"] == 0
+
+
+def test_an_unreachable_backend_after_a_promotion_keeps_the_promoted_model(
+    server: Server, fake_provider: FakeProvider
+) -> None:
+    """A follow-up whose backend cannot be reached fails at once; the route serves as before."""
+    first = _promoted(server, fake_provider)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    body = {"dataset": "support", "base_model": "m",
+            "backend_url": f"http://127.0.0.1:{port}/v1", "backend_api_key": "k"}  # fmt: skip
+    assert server.post("/v1/finetune", body).status_code == 502
+    status = server.get("/v1/routes/support/rollout").json()
+    assert status["state"]["status"] == "failed"
+    assert status["serving"]["model"] == first
+    assert _route(server)["variants"][0]["model"] == first
