@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from .db import Database
+from .schema import ingest_marks, leases
 
 __all__ = [
     "db_now",
@@ -24,26 +25,6 @@ __all__ = [
     "release",
     "take",
 ]
-
-_md = sa.MetaData()
-
-leases = sa.Table(
-    "leases",
-    _md,
-    sa.Column("name", sa.Text, primary_key=True),
-    sa.Column("holder", sa.Text, nullable=False),
-    sa.Column("term", sa.BigInteger, nullable=False),
-    sa.Column("expires_at", sa.Double, nullable=False),
-    sa.Column("renewed_at", sa.Double, nullable=False),
-)
-
-ingest_marks = sa.Table(
-    "ingest_marks",
-    _md,
-    sa.Column("project_id", sa.Integer, primary_key=True),
-    sa.Column("dataset", sa.Text, primary_key=True),
-    sa.Column("seq", sa.BigInteger, nullable=False),
-)
 
 
 def db_now(conn: Connection) -> float:
