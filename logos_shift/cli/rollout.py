@@ -25,7 +25,8 @@ def register(sub: Any) -> None:
         help="show or steer a route's rollout",
         description="status: the stage, the evidence per arm and the events; failures: what "
         "rolled-back models failed on; pause | resume | rollback | promote: steer it by "
-        "hand; evaluate: run the decision on the evidence now.",
+        "hand; evaluate: decide now on the evidence so far (the server also decides by "
+        "itself, about a second after new feedback).",
     )
     p.add_argument("action", choices=_ACTIONS, help="what to do (status shows, the rest act)")
     p.add_argument("route", help="the route's name (by default the dataset's)")

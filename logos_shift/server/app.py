@@ -158,8 +158,11 @@ def loop_options(environ: Mapping[str, str] | None = None) -> dict[str, float]:
     out = {}
     for key, (var, default) in _LOOP_ENV.items():
         raw = env.get(var)
-        value = default if raw in (None, "") else float(str(raw))
-        if not value > 0 or value == float("inf"):
+        try:
+            value = default if raw in (None, "") else float(str(raw))
+        except ValueError:
+            value = float("nan")
+        if not 0 < value < float("inf"):
             raise ValueError(f"${var} must be a positive number of seconds, not {raw!r}")
         out[key] = value
     return out
