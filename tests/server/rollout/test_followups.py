@@ -91,3 +91,28 @@ def test_an_unreachable_backend_after_a_promotion_keeps_the_promoted_model(
     assert status["state"]["status"] == "failed"
     assert status["serving"]["model"] == first
     assert _route(server)["variants"][0]["model"] == first
+
+
+def test_a_crash_mid_transition_leaves_the_previous_state(
+    server: Server, fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transition that fails after its state and event are written commits none of it."""
+    from logos_shift.server.rollout import route_sync
+
+    seed_dataset(server)
+    start_finetune(server, fake_provider, POLICY)
+    before = server.get("/v1/routes/support/rollout").json()
+    route_before = _route(server)
+
+    def crash(*_args: Any) -> None:
+        raise RuntimeError("the process died here")
+
+    monkeypatch.setattr(route_sync, "sync_route", crash)
+    with pytest.raises(RuntimeError):
+        server.service.action(1, "support", "promote")
+    monkeypatch.undo()
+    after = server.get("/v1/routes/support/rollout").json()
+    assert after["state"] == before["state"]
+    assert after["events"] == before["events"]
+    assert _route(server) == route_before
+    assert server.post("/v1/routes/support/rollout/promote").json()["action"] == "promote"
