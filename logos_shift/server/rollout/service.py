@@ -1,10 +1,15 @@
 """The rollout service: fine-tune jobs, rollout transitions, route config, notifications.
 
 Glue between the pure engine (:mod:`.engine`), the dataset builder, the
-fine-tuning backend and the server's storage.  Every transition is stored as an
-event, logged, and POSTed to the rollout's webhook URL (with retries) on a
-background thread; the route the clients fetch is rewritten on every transition,
-so a rollback reaches each client within one config refresh.
+fine-tuning backend and the server's storage.  The rollout loop (:meth:`RolloutService.start`,
+run by the app's lifespan, in the one process holding the lease of :mod:`.leader`)
+evaluates a route about a second after records for its dataset arrive
+(:mod:`logos_shift.server.events`), polls the fine-tuning jobs it finds in the
+database, and looks at every rollout each interval.  A transition is one
+transaction (state, event, the route the clients fetch), committed only on the
+state it was decided on; once committed it is logged and POSTed to the rollout's
+webhook URL (with retries) on a background thread, so a rollback reaches each
+client within one config refresh.
 """
 
 from __future__ import annotations
