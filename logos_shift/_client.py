@@ -460,13 +460,18 @@ def provide_feedback(
     comment: str | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> str | None:
-    """Record feedback through the default instance (see :meth:`LogosShift.provide_feedback`).
+    """Record feedback through the instance in scope (see :meth:`LogosShift.provide_feedback`).
+
+    The instance is found as for calls
+    (:func:`logos_shift._capture.scope.current_instance`): the one whose
+    decorated function is running, else the one activated with
+    :meth:`LogosShift.activate`, else the default instance.
 
     Raises:
         ValueError: ``target_id`` is empty or not a string.
     """
     check_target(target_id)
-    inst = _scope.ACTIVE.get() or _scope.default_instance()
+    inst = _scope.current_instance()
     if inst is None:
         logger.warning("provide_feedback: no LogosShift instance; call logos_shift.init() first")
         return None

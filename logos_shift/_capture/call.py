@@ -64,6 +64,7 @@ class _Call:
         "control",
         "decision",
         "hide",
+        "inst",
         "kwargs",
         "prov",
         "raw",
@@ -84,7 +85,9 @@ class _Call:
         kwargs: dict[str, Any],
         raw: Any,
         stream_types: tuple[type, ...],
+        inst: Any = None,
     ) -> None:
+        self.inst = inst
         self.prov = prov
         self.target = target
         self.record = record
@@ -137,7 +140,7 @@ class _Call:
             rec["latency_ms"] = (_perf() - self.t0) * 1000.0
             rec["error"] = _records.error_info(exc)
             self._report(False)
-            _records.submit(rec, self.size)
+            _records.submit(rec, self.size, self.inst)
 
     def done(self, parsed: Any, result: Any) -> None:
         """Capture a returned response, stream or raw response."""
@@ -147,7 +150,7 @@ class _Call:
         rec = self.record
         if isinstance(parsed, self.stream_types):
             cap = _streamwrap.StreamCapture(
-                rec, self.size, self.t0, self.target.assemble, self.hide
+                rec, self.size, self.t0, self.target.assemble, self.hide, self.inst
             )
             _streamwrap.instrument(parsed, cap, is_async=self.target.is_async)
             _set_id(parsed, rec["id"])
@@ -158,7 +161,7 @@ class _Call:
             return
         fill_from_response(parsed, rec, self.target)
         _set_id(parsed, rec["id"])
-        _records.submit(rec, self.size)
+        _records.submit(rec, self.size, self.inst)
 
     def _defer_body(self, result: Any) -> None:
         """``with_streaming_response``: record when the caller closes the response.
@@ -176,9 +179,9 @@ class _Call:
             rec["error"] = {"type": "HTTPStatus", "message": "", "status": status}
         original = _streamwrap.caller(result, "close")  # no cycle through ``result``
         if original is None:
-            _records.submit(rec, self.size)
+            _records.submit(rec, self.size, self.inst)
             return
-        body = _BodyCapture(rec, self.size, self.target, result)
+        body = _BodyCapture(rec, self.size, self.target, result, self.inst)
         result.close = _streamwrap.close_then(original, body.finish, self.target.is_async)
         weakref.finalize(result, body.finish)
         _set_id(result, rec["id"])
@@ -192,9 +195,12 @@ class _BodyCapture:
     can still read what the caller read after the object is gone.
     """
 
-    __slots__ = ("cast_to", "done", "http", "parsed", "record", "size", "target")
+    __slots__ = ("cast_to", "done", "http", "inst", "parsed", "record", "size", "target")
 
-    def __init__(self, record: dict[str, Any], size: int, target: Target, response: Any) -> None:
+    def __init__(
+        self, record: dict[str, Any], size: int, target: Target, response: Any, inst: Any = None
+    ) -> None:
+        self.inst = inst
         self.record = record
         self.size = size
         self.target = target
@@ -211,7 +217,7 @@ class _BodyCapture:
         rec = self.record
         with _guard.guard("capture_result"):
             self._fill(rec)
-        _records.submit(rec, self.size)
+        _records.submit(rec, self.size, self.inst)
 
     def _fill(self, rec: dict[str, Any]) -> None:
         if self.parsed:
@@ -263,10 +269,10 @@ def _begin(
     call = None
     with _guard.guard("capture_start"):
         _guard.fault("capture_start")
-        inst = _scope.current_instance()
+        inst = _scope.capturing_instance()
         if inst is None:
             return None
-        rec = _records.new_call(target.source, prov.name)
+        rec = _records.new_call(target.source, prov.name, inst)
         if _DROP.isdisjoint(kwargs):
             rec["input"], size = _snapshot.snapshot(kwargs)
         else:
@@ -276,7 +282,7 @@ def _begin(
         rec["sdk"] = sdk
         headers = kwargs.get("extra_headers")
         raw = headers.get(_RAW_HEADER) if headers else None
-        call = _Call(prov, target, rec, size, kwargs, raw, stream_types)
+        call = _Call(prov, target, rec, size, kwargs, raw, stream_types, inst)
         _route(call, inst)
         if (
             kwargs.get("stream") is True
@@ -303,7 +309,7 @@ def _route(call: _Call, inst: Any) -> None:
         if router is None:
             return
         scope = _scope_get()
-        d = router.decide(scope.dataset, call.kwargs.get("model"), scope.metadata)
+        d = router.decide(call.record["dataset"], call.kwargs.get("model"), scope.metadata)
         if d is None:
             return
         rec = call.record
