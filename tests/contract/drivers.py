@@ -255,6 +255,54 @@ def _anthropic(is_async: bool, stream: bool) -> Callable[[Env], None]:
     return run
 
 
+def _anthropic_helper(is_async: bool) -> Callable[[Env], None]:
+    """``messages.stream()``: the stream manager, whose request runs on ``__enter__``."""
+    import anthropic
+
+    kw: dict[str, Any] = {"model": ANTHROPIC_MODEL, "max_tokens": 50, "messages": _MESSAGES}
+
+    def run(env: Env) -> None:
+        if is_async:
+
+            async def main() -> None:
+                client = anthropic.AsyncAnthropic(
+                    base_url=env.fp.anthropic_base_url, api_key="caller-key", max_retries=0
+                )
+                try:
+                    with _scope(env):
+                        async with client.messages.stream(**kw) as s:
+                            _ = [t async for t in s.text_stream]
+                        env.hook()
+                finally:
+                    await client.close()
+
+            asyncio.run(main())
+            return
+        with (
+            anthropic.Anthropic(
+                base_url=env.fp.anthropic_base_url, api_key="caller-key", max_retries=0
+            ) as client,
+            _scope(env),
+        ):
+            with client.messages.stream(**kw) as s:
+                _ = list(s.text_stream)
+            env.hook()
+
+    return run
+
+
+for _is_async in (False, True):
+    register(
+        Driver(
+            f"anthropic-{'async' if _is_async else 'sync'}-helper",
+            _anthropic_helper(_is_async),
+            provider="anthropic",
+            model=ANTHROPIC_MODEL,
+            base_url=lambda fp: fp.anthropic_base_url,
+            api_key=_anthropic_key,
+        )
+    )
+
 for _is_async in (False, True):
     for _stream in (False, True):
         _suffix = f"{'async' if _is_async else 'sync'}-{'stream' if _stream else 'plain'}"

@@ -150,7 +150,6 @@ def _model_requests(fp: FakeProvider) -> list[Any]:
     return [r for r in fp.requests if r.model is not None]
 
 
-@_APPLY
 @pytest.mark.parametrize("name", SDK)
 def test_variant_is_served_from_its_own_endpoint(
     name: str,
@@ -200,7 +199,6 @@ def test_control_stays_on_the_callers_endpoint(
     assert calls[0]["variant"] == "base"
 
 
-@_APPLY
 @pytest.mark.parametrize("name", SDK)
 def test_fallback_returns_to_the_callers_endpoint(
     name: str,
@@ -226,7 +224,6 @@ def test_fallback_returns_to_the_callers_endpoint(
     assert calls[0]["served_model"] == driver.model
 
 
-@_APPLY
 @pytest.mark.parametrize("field", ["base_url", "api_key_env", "param_overrides"])
 def test_fields_a_routed_function_cannot_apply_are_rejected(field: str) -> None:
     """A ``callable`` variant naming an endpoint or request overrides fails validation."""
@@ -246,3 +243,34 @@ def test_fields_a_routed_function_cannot_apply_are_rejected(field: str) -> None:
     with pytest.raises(logos_shift.ConfigError) as info:
         validate_config(config)
     assert any(f"variants[0].{field}" in e for e in info.value.errors)
+
+
+@pytest.mark.parametrize("is_async", [False, True])
+def test_stream_consumed_outside_its_scope_stays_with_its_instance(
+    is_async: bool, fake_provider: FakeProvider
+) -> None:
+    """A stream started in ``B.activate()`` and read after the block is recorded by B."""
+    import asyncio
+
+    import openai
+
+    kw: dict[str, Any] = {"model": "gpt-4o-mini", "stream": True,
+                          "messages": [{"role": "user", "content": "a b c"}]}  # fmt: skip
+    with instance() as a, a.ls.as_default(), instance() as b:
+        if is_async:
+
+            async def main() -> None:
+                client = openai.AsyncOpenAI(base_url=fake_provider.openai_base_url, api_key="k")
+                with b.ls.activate():
+                    stream = await client.chat.completions.create(**kw)
+                _ = [c async for c in stream]
+                await client.close()
+
+            asyncio.run(main())
+        else:
+            with openai.OpenAI(base_url=fake_provider.openai_base_url, api_key="k") as client:
+                with b.ls.activate():
+                    stream = client.chat.completions.create(**kw)
+                _ = list(stream)
+        assert a.records() == []
+        assert [r["stream"]["status"] for r in b.records("call")] == ["completed"]
