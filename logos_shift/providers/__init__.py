@@ -6,11 +6,19 @@ requests, responses and stream chunks.  The contract is in :mod:`.base`; the
 wrapping, stream and guard machinery that uses it lives in the capture core
 (:mod:`logos_shift._capture`) and :mod:`._patching`.  A provider module is
 imported only when its SDK is patched.
+
+Providers are plugins: another distribution adds one by declaring an entry
+point in the ``logos_shift.providers`` group whose value names its
+:class:`Provider` (``"my_pkg.logos:PROVIDER"``); :func:`register` does the
+same at run time.  Either way ``patch(name)``, ``unpatch(name)`` and
+``patch_all()`` then cover it, and ``tests/contract/`` shows the rules a
+provider inherits.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
+from importlib.metadata import entry_points
 
 from . import _patching
 from ._patching import is_ours
@@ -25,6 +33,8 @@ __all__ = [
     "patch_anthropic",
     "patch_openai",
     "patched",
+    "providers",
+    "register",
     "unpatch",
     "unpatch_all",
     "unpatch_anthropic",
@@ -38,8 +48,44 @@ _BUILTIN: dict[str, str] = {
 }
 
 
+#: The entry-point group other distributions declare their providers in.
+ENTRY_POINT_GROUP = "logos_shift.providers"
+_registered: dict[str, str | Provider] = {}
+
+
+def register(name: str, provider: str | Provider) -> None:
+    """Make a provider known by name (what an entry point does, at run time).
+
+    Args:
+        name: the provider's name, as given to :func:`patch`.
+        provider: its :class:`Provider`, or ``"module:attribute"`` naming it
+            (imported only when the provider is patched).
+    """
+    _registered[name] = provider
+
+
+def _table() -> dict[str, str | Provider]:
+    table: dict[str, str | Provider] = dict(_BUILTIN)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        table.setdefault(ep.name, ep.value)
+    table.update(_registered)
+    return table
+
+
+def providers() -> list[str]:
+    """Return the names of every known provider: built-in, entry points, registered."""
+    return sorted(_table())
+
+
 def _load(name: str) -> Provider:
-    module, _, attr = _BUILTIN[name].partition(":")
+    try:
+        ref = _table()[name]
+    except KeyError:
+        known = ", ".join(providers())
+        raise ValueError(f"unknown provider {name!r}; known providers: {known}") from None
+    if not isinstance(ref, str):
+        return ref
+    module, _, attr = ref.partition(":")
     prov: Provider = getattr(import_module(module), attr)
     return prov
 
@@ -48,7 +94,8 @@ def patch(name: str, explicit: bool = True) -> bool:
     """Install the wrappers of provider ``name`` (idempotent).
 
     Args:
-        name: ``"openai"`` or ``"anthropic"``.
+        name: ``"openai"``, ``"anthropic"``, or a provider added by an entry point
+            or :func:`register`.
         explicit: raise ImportError when the SDK is missing (else return False).
 
     Returns:
@@ -56,6 +103,7 @@ def patch(name: str, explicit: bool = True) -> bool:
 
     Raises:
         ImportError: ``explicit`` and the SDK is not installed.
+        ValueError: no provider has this name.
     """
     return _patching.install(name, _load(name), explicit)
 
@@ -105,7 +153,7 @@ def patch_all() -> list[str]:
     Returns:
         The names of the providers patched after the call.
     """
-    for name in _BUILTIN:
+    for name in providers():
         patch(name, explicit=False)
     return patched()
 
@@ -122,5 +170,5 @@ def unpatch_anthropic() -> None:
 
 def unpatch_all() -> None:
     """Remove every wrapper logos_shift installed."""
-    for name in list(_BUILTIN):
+    for name in patched():
         unpatch(name)
