@@ -108,4 +108,21 @@ def test_a_registered_provider_is_patched_by_name() -> None:
         assert providers.patch("fake", explicit=False) is False
         logos_shift.unpatch("fake")
     finally:
-        providers._registered.pop("fake", None)
+        providers.unregister("fake")
+    assert "fake" not in providers.providers()
+
+
+def test_a_plugin_that_cannot_be_imported_is_skipped_by_patch_all(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``patch_all()`` skips (and names) a provider whose module fails to import."""
+    providers.register("broken", "logos_shift_no_such_module:PROVIDER")
+    try:
+        with caplog.at_level("WARNING", logger="logos_shift"):
+            assert "broken" not in logos_shift.patch_all()
+        assert "'broken' cannot be loaded" in caplog.text
+        with pytest.raises(ImportError):
+            logos_shift.patch("broken")
+    finally:
+        providers.unregister("broken")
+        logos_shift.unpatch_all()

@@ -17,6 +17,7 @@ provider inherits.
 
 from __future__ import annotations
 
+import logging
 from importlib import import_module
 from importlib.metadata import entry_points
 
@@ -39,6 +40,7 @@ __all__ = [
     "unpatch_all",
     "unpatch_anthropic",
     "unpatch_openai",
+    "unregister",
 ]
 
 #: Built-in providers: name → ``"module:attribute"`` of their :class:`Provider`.
@@ -47,6 +49,8 @@ _BUILTIN: dict[str, str] = {
     "anthropic": "logos_shift.providers.anthropic:PROVIDER",
 }
 
+
+logger = logging.getLogger("logos_shift")
 
 #: The entry-point group other distributions declare their providers in.
 ENTRY_POINT_GROUP = "logos_shift.providers"
@@ -62,6 +66,12 @@ def register(name: str, provider: str | Provider) -> None:
             (imported only when the provider is patched).
     """
     _registered[name] = provider
+
+
+def unregister(name: str) -> None:
+    """Forget a provider added with :func:`register` (unpatching it first)."""
+    unpatch(name)
+    _registered.pop(name, None)
 
 
 def _table() -> dict[str, str | Provider]:
@@ -105,7 +115,14 @@ def patch(name: str, explicit: bool = True) -> bool:
         ImportError: ``explicit`` and the SDK is not installed.
         ValueError: no provider has this name.
     """
-    return _patching.install(name, _load(name), explicit)
+    if explicit:
+        return _patching.install(name, _load(name), explicit)
+    try:
+        prov = _load(name)
+    except ImportError as exc:  # a plugin whose module cannot be imported: skipped, said once
+        logger.warning("logos_shift: provider %r cannot be loaded (%s); not patched", name, exc)
+        return False
+    return _patching.install(name, prov, explicit)
 
 
 def unpatch(name: str) -> None:
