@@ -216,6 +216,46 @@ def _openai(is_async: bool, stream: bool) -> Callable[[Env], None]:
     return run
 
 
+def _openai_responses(is_async: bool, stream: bool) -> Callable[[Env], None]:
+    """``responses.create``: the other openai API family."""
+    import openai
+
+    kw: dict[str, Any] = {"model": OPENAI_MODEL, "input": "one two three"}
+    if stream:
+        kw["stream"] = True
+
+    def run(env: Env) -> None:
+        if is_async:
+
+            async def main() -> None:
+                client = openai.AsyncOpenAI(
+                    base_url=env.fp.openai_base_url, api_key="caller-key", max_retries=0
+                )
+                try:
+                    with _scope(env):
+                        r = await client.responses.create(**kw)
+                        if stream:
+                            _ = [c async for c in r]
+                        env.hook()
+                finally:
+                    await client.close()
+
+            asyncio.run(main())
+            return
+        with (
+            openai.OpenAI(
+                base_url=env.fp.openai_base_url, api_key="caller-key", max_retries=0
+            ) as client,
+            _scope(env),
+        ):
+            r = client.responses.create(**kw)
+            if stream:
+                _ = list(r)
+            env.hook()
+
+    return run
+
+
 def _anthropic(is_async: bool, stream: bool) -> Callable[[Env], None]:
     import anthropic
 
@@ -310,6 +350,16 @@ for _is_async in (False, True):
             Driver(
                 f"openai-{_suffix}",
                 _openai(_is_async, _stream),
+                provider="openai",
+                model=OPENAI_MODEL,
+                base_url=lambda fp: fp.openai_base_url,
+                api_key=_openai_key,
+            )
+        )
+        register(
+            Driver(
+                f"openai-responses-{_suffix}",
+                _openai_responses(_is_async, _stream),
                 provider="openai",
                 model=OPENAI_MODEL,
                 base_url=lambda fp: fp.openai_base_url,
