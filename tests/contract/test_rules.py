@@ -274,3 +274,58 @@ def test_stream_consumed_outside_its_scope_stays_with_its_instance(
                 _ = list(stream)
         assert a.records() == []
         assert [r["stream"]["status"] for r in b.records("call")] == ["completed"]
+
+
+@pytest.mark.parametrize("name", SDK)
+def test_a_bad_request_on_the_variant_does_not_fall_back(
+    name: str,
+    fake_provider: FakeProvider,
+    second_provider: FakeProvider,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A 400 from the variant's endpoint is raised as it is (it would fail on control too)."""
+    driver = DRIVERS[name]
+    assert driver.base_url is not None
+    assert driver.model is not None
+    monkeypatch.setenv(VARIANT_KEY_ENV, "variant-key")
+    second_provider.fail_model("ft-variant", 400)
+    routes = _routes(tmp_path, driver.model, driver.base_url(second_provider), 1.0)
+    with instance(routes=routes) as cap, cap.ls.as_default():
+        with pytest.raises(Exception) as info:
+            driver.run(Env(cap.ls, fake_provider))
+        calls = cap.records("call")
+    assert getattr(info.value, "status_code", None) == 400
+    assert _model_requests(fake_provider) == []
+    assert [(c["fallback"], c["error"]["status"]) for c in calls] == [(False, 400)]
+
+
+# -- capture_content and redact: applied once, to every entry point's record -
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_capture_content_false_drops_input_and_output(
+    name: str, fake_provider: FakeProvider
+) -> None:
+    """``capture_content=False`` records the call without its input and output."""
+    with instance(capture_content=False) as cap, cap.ls.as_default():
+        DRIVERS[name].run(Env(cap.ls, fake_provider))
+        calls = cap.records("call")
+    assert [(c["input"], c["output"]) for c in calls] == [(None, None)]
+    assert calls[0]["latency_ms"] is not None
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_redact_sees_and_can_drop_every_record(name: str, fake_provider: FakeProvider) -> None:
+    """The ``redact`` hook gets each entry point's complete record; ``None`` drops it."""
+    seen: list[str] = []
+
+    def redact(record: dict[str, Any]) -> dict[str, Any] | None:
+        seen.append(record["type"])
+        return None if record["type"] == "feedback" else {**record, "metadata": {"r": 1}}
+
+    with instance(redact=redact) as cap, cap.ls.as_default():
+        DRIVERS[name].run(Env(cap.ls, fake_provider, hook=_feedback))
+        records = cap.records()
+    assert sorted(seen) == ["call", "feedback"]
+    assert [(r["type"], r["metadata"]) for r in records] == [("call", {"r": 1})]
