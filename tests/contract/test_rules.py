@@ -329,3 +329,44 @@ def test_redact_sees_and_can_drop_every_record(name: str, fake_provider: FakePro
         records = cap.records()
     assert sorted(seen) == ["call", "feedback"]
     assert [(r["type"], r["metadata"]) for r in records] == [("call", {"r": 1})]
+
+
+# -- routes match on the resolved dataset ------------------------------------
+
+
+def _dataset_route(tmp_path: Path, variant: dict[str, Any], control: dict[str, Any]) -> str:
+    path = tmp_path / "routes.json"
+    config = {"version": 1, "routes": {"r": {
+        "match": {"dataset": "sales"}, "control": control, "variants": [variant],
+        "rollout": {"variant_pct": 1.0}}}}  # fmt: skip
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+@pytest.mark.parametrize("name", SDK)
+def test_sdk_calls_are_routed_by_the_dataset_setting(
+    name: str, fake_provider: FakeProvider, tmp_path: Path
+) -> None:
+    """A route on dataset ``sales`` routes SDK calls of an instance whose dataset is ``sales``."""
+    driver = DRIVERS[name]
+    routes = _dataset_route(tmp_path, {"name": "ft", "model": "ft-variant"},
+                            {"name": "base", "model": driver.model})  # fmt: skip
+    with instance(routes=routes, dataset="sales") as cap, cap.ls.as_default():
+        driver.run(Env(cap.ls, fake_provider))
+        calls = cap.records("call")
+    assert [r.model for r in _model_requests(fake_provider)] == ["ft-variant"]
+    assert [(c["dataset"], c["variant"]) for c in calls] == [("sales", "ft")]
+
+
+@pytest.mark.parametrize("name", [n for n in FUNCTIONS if n.startswith("routed-")])
+def test_routed_functions_are_routed_by_the_dataset_setting(
+    name: str, fake_provider: FakeProvider, tmp_path: Path
+) -> None:
+    """A route on dataset ``sales`` sends a routed function's calls to its ``callable`` variant."""
+    routes = _dataset_route(tmp_path, {"name": "v2", "callable": "v2"}, {"name": "base"})
+    with instance(routes=routes, dataset="sales") as cap, cap.ls.as_default():
+        DRIVERS[name].run(Env(cap.ls, fake_provider))
+        calls = cap.records("call")
+    assert [(c["dataset"], c["variant"], c["output"]) for c in calls] == [
+        ("sales", "v2", {"x": 1, "variant": "v2"})
+    ]
