@@ -9,11 +9,13 @@ than SQLite's sleep-and-retry busy handler.
 
 from __future__ import annotations
 
+import random
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -86,6 +88,9 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+_T = TypeVar("_T")
+
+
 class Database:
     """A SQLAlchemy engine plus the read / write transaction helpers.
 
@@ -147,6 +152,35 @@ class Database:
                     yield conn
                 finally:
                     self._tx.conn = None
+
+    def retrying(self, attempt: Callable[[], _T], tries: int = 4) -> _T:
+        """Run ``attempt`` (which opens its own :meth:`write`), again if PostgreSQL
+        aborted it as a deadlock victim or a serialization failure.
+
+        Two transactions that lock the same rows in opposite orders (an ingest
+        counting evidence while a rollout transition reopens its windows) are
+        resolved by PostgreSQL aborting one of them; re-running the aborted one
+        is the documented remedy.  Nested in another write, ``attempt`` runs once
+        (the outer transaction is the one to retry).
+
+        Args:
+            attempt: the transaction, re-runnable from its start.
+            tries: how many times to run it at most.
+
+        Returns:
+            What ``attempt`` returned.
+        """
+        if getattr(self._tx, "conn", None) is not None:
+            return attempt()
+        for n in range(1, tries + 1):
+            try:
+                return attempt()
+            except sa.exc.OperationalError as exc:
+                code = getattr(exc.orig, "sqlstate", None)
+                if n == tries or code not in ("40P01", "40001"):
+                    raise
+            time.sleep(random.uniform(0.0, 0.02 * n))
+        raise AssertionError("unreachable")
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

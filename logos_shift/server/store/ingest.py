@@ -238,20 +238,28 @@ def ingest(
 
     if not call_rows and not fb_rows:
         return out
-    with db.write() as conn:
-        _insert(db, conn, calls, project_id, call_rows, out)
-        new_calls = [row for i, row in call_rows if out.results[i]["status"] == "ok"]
-        # Counted before feedback joins them: a joined verdict then moves like any other.
-        routed = [
-            _facts(row, records[i].get("metadata"))
-            for i, row in call_rows
-            if row["route"] is not None and out.results[i]["status"] == "ok"
-        ]
-        if routed:
-            aggregates.add_calls(db, conn, project_id, routed)
-        _insert(db, conn, feedback, project_id, fb_rows, out)
-        new_fb = [row for i, row in fb_rows if out.results[i]["status"] == "ok"]
-        join_pending(conn, project_id, new_calls, new_fb, db)
+    statuses = [dict(r) for r in out.results]
+
+    def store() -> None:
+        # Re-run from the start when PostgreSQL picks this transaction as a
+        # deadlock victim: the statuses of the aborted attempt are forgotten.
+        out.results[:] = [dict(r) for r in statuses]
+        with db.write() as conn:
+            _insert(db, conn, calls, project_id, call_rows, out)
+            new_calls = [row for i, row in call_rows if out.results[i]["status"] == "ok"]
+            # Counted before feedback joins them: a joined verdict then moves like any other.
+            routed = [
+                _facts(row, records[i].get("metadata"))
+                for i, row in call_rows
+                if row["route"] is not None and out.results[i]["status"] == "ok"
+            ]
+            if routed:
+                aggregates.add_calls(db, conn, project_id, routed)
+            _insert(db, conn, feedback, project_id, fb_rows, out)
+            new_fb = [row for i, row in fb_rows if out.results[i]["status"] == "ok"]
+            join_pending(conn, project_id, new_calls, new_fb, db)
+
+    db.retrying(store)
     return out
 
 
