@@ -191,7 +191,8 @@ def create_app(
             named by ``$LOGOS_SHIFT_SERVER_CONFIG`` and the environment).
         rollout: how fine-tunes and rollouts run: loop interval and debounce, leader
             lease, job timeout and polls, webhook retries (default:
-            ``RolloutSettings()``).
+            ``RolloutSettings()`` with the loop's timings from
+            ``$LOGOS_SHIFT_ROLLOUT_INTERVAL_S`` / ``_DEBOUNCE_S`` / ``_LEASE_S``).
         backend_factory: builds the fine-tuning backend from ``(base_url, api_key)``
             of the backend a launch chose (your own :class:`FineTuneBackend`);
             None: the OpenAI-compatible client.
@@ -219,7 +220,14 @@ def create_app(
     if limits is not None:
         settings = dataclasses.replace(settings, limits=limits)
     limits = settings.limits
-    loop = loop_options()  # a bad value is an error now, not once serving
+    # The loop's timings: the ``rollout`` argument, else the environment, else the
+    # defaults (a bad environment value is an error now, not once serving).
+    if rollout is None:
+        env = loop_options()
+        rollout = RolloutSettings(
+            interval_s=env["interval_s"], debounce_s=env["debounce_s"], lease_s=env["lease_s"]
+        )
+    rs = rollout
     db = Database(database) if isinstance(database, str) else database
     if run_migrations:
         migrate(db)
@@ -230,7 +238,12 @@ def create_app(
         rollout = getattr(app.state, "rollout", None)
         if rollout is not None:
             # Evaluations and transitions run on the loop's thread, never a request's.
-            rollout.start(events=app.state.events, **loop)
+            rollout.start(
+                events=app.state.events,
+                interval_s=rs.interval_s,
+                debounce_s=rs.debounce_s,
+                lease_s=rs.lease_s,
+            )
         yield
         for service in installed:
             close = getattr(service, "close", None)
@@ -255,7 +268,6 @@ def create_app(
     app.include_router(api.build_router(limits))
     installed: list[object] = []
     if extensions:
-        rs = rollout or RolloutSettings()
         service = RolloutService(
             db,
             backend_factory=backend_factory,

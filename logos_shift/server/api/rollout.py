@@ -245,9 +245,20 @@ def install(app: FastAPI, service: RolloutService | None = None) -> RolloutServi
 
     Returns:
         The service (also ``app.state.rollout``); ``close()`` it on shutdown.
+
+    Raises:
+        ValueError: the app has a different service already (``create_app`` installs
+            one unless ``extensions=False``: configure it with ``create_app(rollout=...,
+            backend_factory=...)`` instead of passing a second one here).
     """
     existing = getattr(app.state, "rollout", None)
     if isinstance(existing, RolloutService):
+        if service is not None and service is not existing:
+            raise ValueError(
+                "this app has a rollout service already: configure it with "
+                "create_app(rollout=RolloutSettings(...), backend_factory=...), or build "
+                "the app with extensions=False before installing your own"
+            )
         return existing  # installed already (idempotent)
     service = service or RolloutService(app.state.db)
     if service.settings is None:

@@ -18,12 +18,12 @@ from logos_shift.server import (
     AddressPolicy,
     Backend,
     RolloutService,
+    RolloutSettings,
     ServerSettings,
     create_app,
     create_key,
     serve_in_thread,
 )
-from logos_shift.server.api.rollout import install
 from logos_shift.testing import FakeProvider
 from tests.server.rollout.support import Server
 
@@ -77,23 +77,20 @@ def server(
     db_url: str,
     fake_provider: FakeProvider,
     loop_timings: dict[str, str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Server]:
     """A Logos server (SQLite, and PostgreSQL when configured) with the rollout endpoints.
 
     Its operator configured the fake provider as the backend ``fake`` (the default one),
     and lets project backend URLs reach loopback (the tests' own listeners).
     """
-    for name, value in loop_timings.items():
-        monkeypatch.setenv(f"LOGOS_SHIFT_ROLLOUT_{name}", value)
     settings = ServerSettings(
         backends={"fake": Backend("fake", fake_provider.openai_base_url, "k")},
         outbound=AddressPolicy(allow_networks=("127.0.0.0/8",)),
     )
-    app = create_app(db_url, settings=settings)
-    service = install(
-        app, RolloutService(app.state.db, poll_s=(0.01, 0.05), webhook_backoff_s=0.01)
-    )
+    timings = {f"{name.lower()}": float(value) for name, value in loop_timings.items()}
+    rollout = RolloutSettings(**timings, poll_s=(0.01, 0.05), webhook_backoff_s=0.01)
+    app = create_app(db_url, settings=settings, rollout=rollout)
+    service: RolloutService = app.state.rollout
     admin, _ = create_key(app.state.db, "acme", "admin")
     ingest_key, _ = create_key(app.state.db, "acme", "ingest")
     with serve_in_thread(app) as running, requests.Session() as http:

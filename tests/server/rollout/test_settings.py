@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,3 +60,17 @@ def test_invalid_rollout_settings_are_refused(bad: dict[str, Any]) -> None:
     """Settings that cannot work (a zero interval, polls shrinking) raise ValueError at once."""
     with pytest.raises(ValueError, match="RolloutSettings"):
         RolloutSettings(**bad)
+
+
+def test_a_second_rollout_service_is_refused_not_ignored(tmp_path: Path) -> None:
+    """``install(app, service)`` on an app that has its service already raises and names
+    ``create_app(rollout=...)``, instead of silently keeping the first one."""
+    from logos_shift.server import RolloutService
+    from logos_shift.server.api.rollout import install
+
+    app = create_app(f"sqlite:///{tmp_path / 'l.db'}")
+    first = app.state.rollout
+    assert install(app) is first  # installing again is a no-op
+    with pytest.raises(ValueError, match=r"create_app\(rollout=RolloutSettings"):
+        install(app, RolloutService(app.state.db))
+    assert app.state.rollout is first
