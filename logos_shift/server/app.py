@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,6 +14,7 @@ from fastapi import FastAPI
 
 from .deps import TooLarge
 from .errors import error_response, install
+from .events import Events
 from .finetune.backend import BackendFactory
 from .ratelimit import RateLimiter
 from .rollout.types import RolloutSettings
@@ -20,7 +22,7 @@ from .settings import Limits, ServerSettings
 from .store.db import Database
 from .store.migrations import migrate
 
-__all__ = ["Guard", "create_app"]
+__all__ = ["Guard", "create_app", "loop_options"]
 
 logger = logging.getLogger("logos_shift.server")
 
@@ -131,6 +133,43 @@ class Guard:
                 await too_large(scope, receive, send)
 
 
+#: The rollout loop's timings from the environment, read in this one place.
+_LOOP_ENV = {
+    "interval_s": ("LOGOS_SHIFT_ROLLOUT_INTERVAL_S", 5.0),
+    "debounce_s": ("LOGOS_SHIFT_ROLLOUT_DEBOUNCE_S", 1.0),
+    "lease_s": ("LOGOS_SHIFT_ROLLOUT_LEASE_S", 10.0),
+}
+
+
+def loop_options(environ: Mapping[str, str] | None = None) -> dict[str, float]:
+    """Return the rollout loop's ``interval_s``, ``debounce_s`` and ``lease_s``.
+
+    Each comes from ``$LOGOS_SHIFT_ROLLOUT_INTERVAL_S`` / ``_DEBOUNCE_S`` /
+    ``_LEASE_S`` when set (seconds), else its default (5, 1 and 10).
+
+    Args:
+        environ: the environment (default: ``os.environ``).
+
+    Returns:
+        The keyword arguments of :meth:`RolloutService.start`.
+
+    Raises:
+        ValueError: a value is not a positive number.
+    """
+    env = os.environ if environ is None else environ
+    out = {}
+    for key, (var, default) in _LOOP_ENV.items():
+        raw = env.get(var)
+        try:
+            value = default if raw in (None, "") else float(str(raw))
+        except ValueError:
+            value = float("nan")
+        if not 0 < value < float("inf"):
+            raise ValueError(f"${var} must be a positive number of seconds, not {raw!r}")
+        out[key] = value
+    return out
+
+
 def create_app(
     database: str | Database = "sqlite:///logos.db",
     *,
@@ -180,6 +219,7 @@ def create_app(
     if limits is not None:
         settings = dataclasses.replace(settings, limits=limits)
     limits = settings.limits
+    loop = loop_options()  # a bad value is an error now, not once serving
     db = Database(database) if isinstance(database, str) else database
     if run_migrations:
         migrate(db)
@@ -187,6 +227,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         logger.info("server started", extra={"database": db.engine.url.render_as_string()})
+        rollout = getattr(app.state, "rollout", None)
+        if rollout is not None:
+            # Evaluations and transitions run on the loop's thread, never a request's.
+            rollout.start(events=app.state.events, **loop)
         yield
         for service in installed:
             close = getattr(service, "close", None)
@@ -206,6 +250,7 @@ def create_app(
     app.state.limits = limits
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(settings.rate_limits)
+    app.state.events = Events()
     install(app)
     app.include_router(api.build_router(limits))
     installed: list[object] = []

@@ -443,6 +443,38 @@ def _v6_evidence_aggregates(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v7_rollout_lease_and_ingest_marks(conn: Connection) -> None:
+    """The rollout loop's leader lease, and the ingest marks its followers leave.
+
+    ``leases`` holds one row per lease (``rollout``: which server process runs the
+    rollout loop), inserted here so that taking it is always an UPDATE (no insert
+    race between servers).  ``ingest_marks`` counts, per project and dataset, the
+    ingest batches a follower received; the leader reads it each second.
+    """
+    md = sa.MetaData()
+    leases = sa.Table(
+        "leases",
+        md,
+        sa.Column("name", sa.Text, primary_key=True),
+        sa.Column("holder", sa.Text, nullable=False),
+        sa.Column("term", sa.BigInteger, nullable=False),
+        sa.Column("expires_at", sa.Double, nullable=False),
+        sa.Column("renewed_at", sa.Double, nullable=False),
+    )
+    sa.Table(
+        "ingest_marks",
+        md,
+        sa.Column("project_id", sa.Integer, primary_key=True),
+        # "" when the batch held only feedback (its dataset is that of the joined call).
+        sa.Column("dataset", sa.Text, primary_key=True),
+        sa.Column("seq", sa.BigInteger, nullable=False),
+    )
+    md.create_all(conn)
+    conn.execute(
+        leases.insert().values(name="rollout", holder="", term=0, expires_at=0.0, renewed_at=0.0)
+    )
+
+
 #: Every schema version, oldest first.  Append only; never edit a shipped one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial", _v1_initial),
@@ -455,6 +487,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(5, "rollout tables under the runner; typed rollout state", _v5_rollouts),
     Migration(6, "rollout evidence aggregated at ingest", _v6_evidence_aggregates),
+    Migration(7, "rollout leader lease and ingest marks", _v7_rollout_lease_and_ingest_marks),
 )
 
 LATEST = MIGRATIONS[-1].version

@@ -33,6 +33,7 @@ __all__ = [
     "list_events",
     "list_failures",
     "load",
+    "lock_state",
     "save",
 ]
 
@@ -205,20 +206,38 @@ def load(db: Database, project_id: int, route: str) -> RolloutRow | None:
     return None if row is None else _from_db(row)
 
 
-def active(db: Database) -> list[tuple[int, str]]:
-    """Return ``(project_id, route)`` of every rollout that may still change.
+def active(db: Database, statuses: tuple[str, ...] = ("canary", "paused")) -> list[tuple[int, str]]:
+    """Return ``(project_id, route)`` of every rollout in one of ``statuses``.
 
     Args:
         db: the database.
+        statuses: the statuses (default: those evidence may still change).
 
     Returns:
         The keys, in no particular order.
     """
     query = sa.select(rollouts.c.project_id, rollouts.c.route).where(
-        rollouts.c.status.in_((Status.CANARY.value, Status.PAUSED.value))
+        rollouts.c.status.in_(statuses)
     )
     with db.read() as conn:
         return [(int(pid), str(route)) for pid, route in conn.execute(query)]
+
+
+def lock_state(db: Database, project_id: int, route: str) -> RolloutState | None:
+    """Read a rollout's state in the current write, locking its row until the commit.
+
+    Args:
+        db: the database (called inside ``db.write()``, whose transaction it joins).
+        project_id: the project.
+        route: the route.
+
+    Returns:
+        The state, or None when the route has no rollout yet.
+    """
+    with db.write() as conn:
+        key = (rollouts.c.project_id == project_id, rollouts.c.route == route)
+        row = conn.execute(sa.select(rollouts).where(*key).with_for_update()).first()
+    return None if row is None else _from_db(row).state
 
 
 def save(db: Database, project_id: int, row: RolloutRow, conn: Connection | None = None) -> None:

@@ -291,9 +291,30 @@ rollout_units = sa.Table(
     sa.PrimaryKeyConstraint(*_WINDOW_KEY, "unit"),
 )
 
+leases = sa.Table(
+    "leases",
+    metadata,
+    # One row per lease ("rollout": which server process runs the rollout loop).
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("holder", sa.Text, nullable=False),
+    sa.Column("term", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.Double, nullable=False),
+    sa.Column("renewed_at", sa.Double, nullable=False),
+)
+
+ingest_marks = sa.Table(
+    "ingest_marks",
+    metadata,
+    # Ingest batches a follower received per project and dataset ("": feedback only);
+    # the leader reads them each second.
+    sa.Column("project_id", sa.Integer, primary_key=True),
+    sa.Column("dataset", sa.Text, primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+)
+
 #: Tables holding a project's data, children first (for cleanup in tests).
 DATA_TABLES: tuple[sa.Table, ...] = (
     rollout_units, rollout_latency, rollout_cost_stats, rollout_arm_stats, rollout_windows,
-    rollout_failures, rollout_events, rollouts,
+    rollout_failures, rollout_events, rollouts, ingest_marks,
     finetune_launches, prices, routes, feedback, calls, api_keys, projects,
 )  # fmt: skip
