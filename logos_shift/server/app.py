@@ -190,8 +190,9 @@ def create_app(
             limits, rate limits (default: :meth:`ServerSettings.load`, i.e. the file
             named by ``$LOGOS_SHIFT_SERVER_CONFIG`` and the environment).
         rollout: how fine-tunes and rollouts run: loop interval and debounce, leader
-            lease, job timeout and polls, webhook retries (default:
-            ``RolloutSettings()``).
+            lease, job timeout and polls, webhook retries (default: ``RolloutSettings()``
+            with the loop's timings from ``$LOGOS_SHIFT_ROLLOUT_INTERVAL_S`` /
+            ``_DEBOUNCE_S`` / ``_LEASE_S`` when set).
         backend_factory: builds the fine-tuning backend from ``(base_url, api_key)``
             of the backend a launch chose (your own :class:`FineTuneBackend`);
             None: the OpenAI-compatible client.
@@ -219,7 +220,10 @@ def create_app(
     if limits is not None:
         settings = dataclasses.replace(settings, limits=limits)
     limits = settings.limits
-    loop = loop_options()  # a bad value is an error now, not once serving
+    # The loop's timings: the ``rollout`` argument, else the environment (a bad value
+    # is an error now, not once serving), else the defaults.
+    rs = rollout if rollout is not None else RolloutSettings(**loop_options())
+    loop = {"interval_s": rs.interval_s, "debounce_s": rs.debounce_s, "lease_s": rs.lease_s}
     db = Database(database) if isinstance(database, str) else database
     if run_migrations:
         migrate(db)
@@ -255,7 +259,6 @@ def create_app(
     app.include_router(api.build_router(limits))
     installed: list[object] = []
     if extensions:
-        rs = rollout or RolloutSettings()
         service = RolloutService(
             db,
             backend_factory=backend_factory,
