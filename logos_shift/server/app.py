@@ -222,7 +222,12 @@ def create_app(
     limits = settings.limits
     # The loop's timings: the ``rollout`` argument, else the environment (a bad value
     # is an error now, not once serving), else the defaults.
-    rs = rollout if rollout is not None else RolloutSettings(**loop_options())
+    if rollout is None:
+        env = loop_options()
+        rollout = RolloutSettings(
+            interval_s=env["interval_s"], debounce_s=env["debounce_s"], lease_s=env["lease_s"]
+        )
+    rs = rollout
     loop = {"interval_s": rs.interval_s, "debounce_s": rs.debounce_s, "lease_s": rs.lease_s}
     db = Database(database) if isinstance(database, str) else database
     if run_migrations:
