@@ -105,6 +105,6 @@ def test_bench_evidence_tiny_prints_a_row_per_stage_size() -> None:
     assert proc.returncode == 0, proc.stderr
     for label in ("100", "1,000"):
         cells = _row(proc.stdout, label)
-        assert len(cells) == 4, cells
+        assert len(cells) == 5, cells
         for cell in cells:
             _number(cell)

@@ -51,15 +51,18 @@ from .schema import (
 __all__ = [
     "ArmTotals",
     "CallFacts",
+    "Counting",
     "Totals",
     "add_calls",
     "change_outcomes",
+    "counting",
     "open_windows",
     "read",
 ]
 
 _VERDICTS = ("success", "failure")
 _COUNTS = ("calls", "errors", "feedback", "successes", "units", "unitless")
+_CALLS, _ERRORS, _FEEDBACK, _SUCCESSES, _UNITS, _UNITLESS = range(len(_COUNTS))
 _MOMENTS = ("tok_in", "tok_out", "tok_in2", "tok_inout", "tok_out2")
 
 
@@ -108,6 +111,10 @@ class _Rollout:
         return found
 
 
+#: The routes whose rollout counts evidence (see :func:`counting`).
+Counting = dict[str, _Rollout]
+
+
 @dataclass
 class _Delta:
     counts: dict[tuple[float, str], list[int]] = field(default_factory=dict)
@@ -122,13 +129,16 @@ class _Delta:
 
     def add_call(self, ro: _Rollout, window: float, c: CallFacts) -> None:
         key = (window, c.arm)
-        self.count(key, "calls")
+        row = self.counts.get(key)
+        if row is None:
+            row = self.counts[key] = [0] * len(_COUNTS)
+        row[_CALLS] += 1
         if c.failed:
-            self.count(key, "errors")
+            row[_ERRORS] += 1
         else:
             if c.outcome in _VERDICTS:
-                self.count(key, "feedback")
-                self.count(key, "successes", c.outcome == "success")
+                row[_FEEDBACK] += 1
+                row[_SUCCESSES] += c.outcome == "success"
             if c.latency_ms is not None:
                 ms = float(c.latency_ms)
                 b = (window, c.arm, bucket_of(ms))
@@ -137,13 +147,19 @@ class _Delta:
                 self.lat_range[key] = (min(lo, ms), max(hi, ms))
             if c.input_tokens is not None or c.output_tokens is not None:
                 tin, tout = float(c.input_tokens or 0), float(c.output_tokens or 0)
-                m = self.cost.setdefault((window, c.arm, c.model or ""), [0.0] * 6)
-                for i, v in enumerate((1.0, tin, tout, tin * tin, tin * tout, tout * tout)):
-                    m[i] += v
+                m = self.cost.get((window, c.arm, c.model or ""))
+                if m is None:
+                    m = self.cost[(window, c.arm, c.model or "")] = [0.0] * 6
+                m[0] += 1.0
+                m[1] += tin
+                m[2] += tout
+                m[3] += tin * tin
+                m[4] += tin * tout
+                m[5] += tout * tout
         if window == ro.windows[-1]:
             unit = _unit(c.metadata, ro.unit_key)
             if unit is None:
-                self.count(key, "unitless")
+                row[_UNITLESS] += 1
             else:
                 self.units.setdefault(key, set()).add(unit)
 
@@ -164,6 +180,26 @@ def _key(project_id: int, route: str, generation: int) -> dict[str, Any]:
     return {"project_id": project_id, "route": route, "generation": generation}
 
 
+_PID: sa.BindParameter[int] = sa.bindparam("pid")
+_NAMES: sa.BindParameter[list[str]] = sa.bindparam("names", expanding=True)
+# Built once: ingest runs these on every batch of routed calls.
+_ROLLOUTS_Q = sa.select(rollouts.c.route, rollouts.c.generation, rollouts.c.variant_name).where(
+    rollouts.c.project_id == _PID,
+    rollouts.c.route.in_(_NAMES),
+    rollouts.c.canary_since.is_not(None),
+    rollouts.c.variant_name.is_not(None),
+)
+# A transition updates the rollout row before it opens a window: ingest on PostgreSQL
+# waits for it, and it waits for the ingests counting into the window it closes.
+_ROLLOUTS_SHARED_Q = _ROLLOUTS_Q.with_for_update(read=True)
+_BODIES_Q = sa.select(routes.c.name, routes.c.body).where(
+    routes.c.project_id == _PID, routes.c.name.in_(_NAMES)
+)
+_WINDOWS_Q = sa.select(
+    rollout_windows.c.route, rollout_windows.c.generation, rollout_windows.c.start_ts
+).where(rollout_windows.c.project_id == _PID, rollout_windows.c.route.in_(_NAMES))
+
+
 def _rollouts(
     db: Database, conn: Connection, project_id: int, names: Iterable[str]
 ) -> dict[str, _Rollout]:
@@ -171,32 +207,15 @@ def _rollouts(
     wanted = sorted(set(names))
     if not wanted:
         return {}
-    query = sa.select(rollouts.c.route, rollouts.c.generation, rollouts.c.variant_name).where(
-        rollouts.c.project_id == project_id,
-        rollouts.c.route.in_(wanted),
-        rollouts.c.canary_since.is_not(None),
-        rollouts.c.variant_name.is_not(None),
-    )
-    if db.dialect == "postgresql":
-        # A transition updates this row before it opens a window: ingest waits for it,
-        # and it waits for the ingests counting into the window it closes.
-        query = query.with_for_update(read=True)
-    found = {str(r.route): (int(r.generation), str(r.variant_name)) for r in conn.execute(query)}
+    query = _ROLLOUTS_SHARED_Q if db.dialect == "postgresql" else _ROLLOUTS_Q
+    params = {"pid": project_id, "names": wanted}
+    found = {str(r[0]): (int(r[1]), str(r[2])) for r in conn.execute(query, params)}
     if not found:
         return {}
-    bodies = dict(
-        conn.execute(
-            sa.select(routes.c.name, routes.c.body).where(
-                routes.c.project_id == project_id, routes.c.name.in_(sorted(found))
-            )
-        ).all()
-    )
-    wq = sa.select(rollout_windows.c.route, rollout_windows.c.generation,
-                   rollout_windows.c.start_ts).where(
-        rollout_windows.c.project_id == project_id, rollout_windows.c.route.in_(sorted(found))
-    )  # fmt: skip
+    params["names"] = sorted(found)
+    bodies = dict(conn.execute(_BODIES_Q, params).all())
     windows: dict[str, list[float]] = {}
-    for route, generation, start in conn.execute(wq):
+    for route, generation, start in conn.execute(_WINDOWS_Q, params):
         if found[str(route)][0] == int(generation):
             windows.setdefault(str(route), []).append(float(start))
     out = {}
@@ -220,7 +239,29 @@ def _unit_key(route: Any) -> str:
     return str((assignment or {}).get("unit") or "user_id")
 
 
-def add_calls(db: Database, conn: Connection, project_id: int, facts: Sequence[CallFacts]) -> None:
+def counting(db: Database, conn: Connection, project_id: int, names: Iterable[str]) -> Counting:
+    """Return which of the routes ``names`` have a rollout whose evidence is counted.
+
+    Args:
+        db: the database.
+        conn: the write transaction storing the calls (on PostgreSQL the rollout
+            rows are share-locked until it ends).
+        project_id: the project.
+        names: route names of the calls about to be counted.
+
+    Returns:
+        An opaque mapping for :func:`add_calls`; empty (falsy) when none has.
+    """
+    return _rollouts(db, conn, project_id, names)
+
+
+def add_calls(
+    db: Database,
+    conn: Connection,
+    project_id: int,
+    facts: Sequence[CallFacts],
+    ros: Counting | None = None,
+) -> None:
     """Count newly stored calls into their rollout's windows (in the storing transaction).
 
     Args:
@@ -229,8 +270,10 @@ def add_calls(db: Database, conn: Connection, project_id: int, facts: Sequence[C
         project_id: the project.
         facts: the calls just stored (calls of routes without a counting rollout,
             of other arms, or from before the canary are skipped).
+        ros: what :func:`counting` returned for their routes (default: looked up).
     """
-    ros = _rollouts(db, conn, project_id, {f.route for f in facts})
+    if ros is None:
+        ros = _rollouts(db, conn, project_id, {f.route for f in facts})
     if not ros:
         return
     deltas: dict[str, _Delta] = {}
@@ -281,7 +324,18 @@ def change_outcomes(
         _write(db, conn, _key(project_id, route, ros[route].generation), delta)
 
 
+_UPSERTS: dict[tuple[str, str], Any] = {}
+
+
 def _upsert(db: Database, table: sa.Table, keys: Sequence[str], added: Sequence[str]) -> Any:
+    """``INSERT … ON CONFLICT DO UPDATE`` adding ``added`` (built once per dialect and table)."""
+    cached = _UPSERTS.get((db.dialect, table.name))
+    if cached is None:
+        cached = _UPSERTS[(db.dialect, table.name)] = _build_upsert(db, table, keys, added)
+    return cached
+
+
+def _build_upsert(db: Database, table: sa.Table, keys: Sequence[str], added: Sequence[str]) -> Any:
     stmt = db.insert(table)
     sets: dict[str, Any] = {c: table.c[c] + stmt.excluded[c] for c in added}
     if "latency_min" in table.c:
@@ -302,14 +356,15 @@ _ARM_KEY = ("project_id", "route", "generation", "window_start", "arm")
 
 
 def _write(db: Database, conn: Connection, key: dict[str, Any], d: _Delta) -> None:
-    for (window, arm), units in d.units.items():
+    # Rows in key order: concurrent transactions lock them in the same order (no deadlock).
+    for (window, arm), units in sorted(d.units.items()):
         rows = [{**key, "window_start": window, "arm": arm, "unit": u} for u in sorted(units)]
         new = _insert_new(db, conn, rows)
         if new:
             d.count((window, arm), "units", new)
     if d.counts:
         rows = []
-        for (window, arm), values in d.counts.items():
+        for (window, arm), values in sorted(d.counts.items()):
             lo, hi = d.lat_range.get((window, arm), (None, None))
             rows.append({**key, "window_start": window, "arm": arm,
                          **dict(zip(_COUNTS, values, strict=True)),
@@ -318,14 +373,14 @@ def _write(db: Database, conn: Connection, key: dict[str, Any], d: _Delta) -> No
     if d.latency:
         rows = [
             {**key, "window_start": w, "arm": arm, "bucket": b, "n": n}
-            for (w, arm, b), n in d.latency.items()
+            for (w, arm, b), n in sorted(d.latency.items())
         ]
         conn.execute(_upsert(db, rollout_latency, (*_ARM_KEY, "bucket"), ("n",)), rows)
     if d.cost:
         rows = [
             {**key, "window_start": w, "arm": arm, "model": model,
              **dict(zip(("n", *_MOMENTS), m, strict=True))}
-            for (w, arm, model), m in d.cost.items()
+            for (w, arm, model), m in sorted(d.cost.items())
         ]  # fmt: skip
         conn.execute(_upsert(db, rollout_cost_stats, (*_ARM_KEY, "model"), ("n", *_MOMENTS)), rows)
 

@@ -248,13 +248,15 @@ def ingest(
             _insert(db, conn, calls, project_id, call_rows, out)
             new_calls = [row for i, row in call_rows if out.results[i]["status"] == "ok"]
             # Counted before feedback joins them: a joined verdict then moves like any other.
-            routed = [
-                _facts(row, records[i].get("metadata"))
-                for i, row in call_rows
-                if row["route"] is not None and out.results[i]["status"] == "ok"
-            ]
-            if routed:
-                aggregates.add_calls(db, conn, project_id, routed)
+            names = {row["route"] for row in new_calls if row["route"] is not None}
+            ros = aggregates.counting(db, conn, project_id, names) if names else None
+            if ros:
+                routed = [
+                    _facts(row, records[i].get("metadata"))
+                    for i, row in call_rows
+                    if row["route"] in ros and out.results[i]["status"] == "ok"
+                ]
+                aggregates.add_calls(db, conn, project_id, routed, ros)
             _insert(db, conn, feedback, project_id, fb_rows, out)
             new_fb = [row for i, row in fb_rows if out.results[i]["status"] == "ok"]
             join_pending(conn, project_id, new_calls, new_fb, db)

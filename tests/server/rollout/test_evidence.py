@@ -230,3 +230,36 @@ def test_a_new_rollout_of_the_route_starts_from_zero(store: tuple[Database, int]
     assert (ev.control.calls, ev.variant.calls, ev.stage_calls) == (0, 0, (0, 0))
     ingest(db, pid, _calls(rng, 100, T0 + 1000, 100))
     _check(db, pid, T0 + 1000, T0 + 1000)
+
+
+def test_concurrent_ingests_and_a_transition_count_every_call_once(
+    store: tuple[Database, int],
+) -> None:
+    """Four writers ingesting calls and feedback while the rollout moves to its next stage:
+    no deadlock, and every call is counted once, in the window its time says."""
+    import threading
+
+    db, pid = store
+    rng = random.Random(13)
+    _rollout(db, pid, T0)
+    batches = [_calls(rng, 120, T0 + 50 * k, 1200) for k in range(12)]
+    feedbacks = [_feedback(rng, b[:80], f"t{k}") for k, b in enumerate(batches)]
+    errors: list[BaseException] = []
+
+    def writer(ks: list[int]) -> None:
+        try:
+            for k in ks:
+                ingest(db, pid, batches[k])
+                ingest(db, pid, feedbacks[k])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=([k for k in range(12) if k % 4 == w],))
+               for w in range(4)]  # fmt: skip
+    for t in threads:
+        t.start()
+    _rollout(db, pid, T0 + 600, stage=1)  # while they write
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    _check(db, pid, T0, T0 + 600)

@@ -74,3 +74,16 @@ def test_a_second_rollout_service_is_refused_not_ignored(tmp_path: Path) -> None
     with pytest.raises(ValueError, match=r"create_app\(rollout=RolloutSettings"):
         install(app, RolloutService(app.state.db))
     assert app.state.rollout is first
+
+
+def test_loop_timings_come_from_the_argument_else_the_environment(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``rollout=`` sets the loop's interval, debounce and lease; without it the
+    ``$LOGOS_SHIFT_ROLLOUT_*`` variables do, over the defaults."""
+    monkeypatch.setenv("LOGOS_SHIFT_ROLLOUT_LEASE_S", "3")
+    app = create_app(db_url, settings=ServerSettings())
+    assert app.state.rollout_settings == RolloutSettings(lease_s=3.0)
+    given = RolloutSettings(interval_s=1.0, debounce_s=0.1, lease_s=2.0)
+    app = create_app(db_url, settings=ServerSettings(), rollout=given)
+    assert app.state.rollout_settings is given
