@@ -278,6 +278,10 @@ class Spool:
             return []
         return [directory / n for n in sorted(names)]
 
+    def batches(self) -> list[Path]:
+        """The batch files waiting (not claimed), oldest first."""
+        return self._ready()
+
     def _skip(self, name: str) -> None:
         if name not in self._skipped and len(self._skipped) < 10_000:
             self._skipped.add(name)
