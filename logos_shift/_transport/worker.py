@@ -114,6 +114,10 @@ class Worker:
                 return
             self.thread = thread
         self._start_control()
+        # Also here, at the first capture: a spawned child creates its
+        # instances while importing the main module, before multiprocessing
+        # tells it that it is a child.
+        _install_sigterm_handler()
 
     def _start_control(self) -> None:
         with self.lock:
@@ -280,7 +284,9 @@ class Worker:
                 ch.closed = True
             with _guard.guard("sigterm.spill"):
                 ch.spill_queue(end)
-            while ch.inflight and time.monotonic() < end:
+            # An own upload was taken over above; a replay still running is
+            # let finish, so its claim is deleted or put back, not left behind.
+            while (ch.inflight or ch.sender.busy()) and time.monotonic() < end:
                 time.sleep(0.01)
         self.stopping = True
         self.wake.set()
@@ -310,10 +316,13 @@ class Worker:
 WORKER = Worker()
 _afterfork_hooked = False
 _previous_sigterm: Any = None
+_exiting = False  # the exit flush has begun (a SIGTERM then lets it finish)
 _sigterm_installed_pid = 0
 
 
 def _exit_flush() -> None:
+    global _exiting
+    _exiting = True
     with _guard.guard("exit_flush"):
         WORKER.shutdown_all()
 
@@ -368,6 +377,11 @@ def _install_sigterm_handler() -> None:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    if _exiting:
+        # The process is already leaving (a pool worker that got its stop
+        # sentinel just before the SIGTERM): the exit flush in progress ends
+        # within its deadline; spilling now would duplicate its upload.
+        return
     # The spill runs on a helper thread joined with a deadline: the main
     # thread may have been interrupted while holding a channel's lock.
     with _guard.guard("sigterm"):

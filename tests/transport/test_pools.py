@@ -1,0 +1,151 @@
+"""multiprocessing pools and SIGTERM: records captured in children survive terminate()."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import logos_shift
+from tests.transport.collector import Collector
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    """A running fake ingest server, every socket closed afterwards."""
+    with Collector() as c:
+        yield c
+
+
+POOL = """
+import json, multiprocessing as mp, sys
+import logos_shift
+
+ls = logos_shift.LogosShift(server_url=sys.argv[1], api_key="k", spool_dir=sys.argv[2],
+                            flush_interval=60.0, wait_for_config=0)
+
+@ls()
+def work(i):
+    return {"i": i}
+
+def task(i):
+    return work(i)["logos_shift_id"]
+
+if __name__ == "__main__":
+    mp.set_start_method(sys.argv[3])
+    with mp.Pool(3) as pool:  # leaving the block calls terminate(): SIGTERM to each worker
+        ids = pool.map(task, range(300), chunksize=10)
+    print(json.dumps(ids), flush=True)
+"""
+
+
+def _run(script: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # A file, not ``-c``: spawned children import the main module by its path.
+    path = tmp_path / "app.py"
+    path.write_text(textwrap.dedent(script))
+    return subprocess.run(
+        [sys.executable, str(path), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+
+
+def _drain(collector: Collector, spool: Path, ids: set[str]) -> None:
+    """A later process replays the spool: every id must reach the server."""
+    ls = logos_shift.LogosShift(
+        server_url=collector.url, api_key="k", spool_dir=str(spool), flush_interval=0.05,
+        wait_for_config=0,
+    )  # fmt: skip
+    try:
+        assert ls.flush(5)  # starts the background thread, which replays the spool
+        assert collector.wait_for(ids, timeout=30)
+    finally:
+        ls.shutdown(2)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_with_pool_block_loses_nothing_captured_in_workers(
+    collector: Collector, tmp_path: Path, method: str
+) -> None:
+    """`with Pool() as p:` (terminate = SIGTERM) keeps every record the workers captured."""
+    spool = tmp_path / "spool"
+    proc = _run(POOL, tmp_path, collector.url, str(spool), method)
+    assert proc.returncode == 0, proc.stderr
+    ids = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(ids) == 300
+    _drain(collector, spool, set(ids))
+    assert collector.duplicates() == {}
+
+
+CHILD_WITH_HANDLER = """
+import json, multiprocessing as mp, signal, sys, time
+import logos_shift
+
+def child(conn):
+    signal.signal(signal.SIGTERM, lambda s, f: (print("app handler ran", flush=True),
+                                                 sys.exit(3)))
+    ls = logos_shift.LogosShift(server_url=sys.argv[1], api_key="k", spool_dir=sys.argv[2],
+                                flush_interval=60.0, wait_for_config=0)
+
+    @ls()
+    def work(i):
+        return {"i": i}
+
+    conn.send([work(i)["logos_shift_id"] for i in range(40)])
+    time.sleep(60)
+
+if __name__ == "__main__":
+    a, b = mp.Pipe()
+    p = mp.Process(target=child, args=(b,))
+    p.start()
+    ids = a.recv()
+    p.terminate()
+    p.join(30)
+    print(json.dumps({"ids": ids, "exitcode": p.exitcode}), flush=True)
+"""
+
+
+def test_sigterm_of_a_child_spills_and_chains_to_the_apps_handler(
+    collector: Collector, tmp_path: Path
+) -> None:
+    """A plain SIGTERM of a child spills its queue, then the app's own handler still runs."""
+    spool = tmp_path / "spool"
+    proc = _run(CHILD_WITH_HANDLER, tmp_path, collector.url, str(spool))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "app handler ran" in proc.stdout
+    assert out["exitcode"] == 3  # the application's handler decided the exit
+    _drain(collector, spool, set(out["ids"]))
+
+
+def test_sigterm_of_a_main_process_is_left_to_the_application(tmp_path: Path) -> None:
+    """Outside multiprocessing children the handler is not installed: SIGTERM kills as before."""
+    script = """
+    import signal, sys, time
+    import logos_shift
+    ls = logos_shift.LogosShift(filename=sys.argv[1])
+    print(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, flush=True)
+    time.sleep(30)
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), str(tmp_path / "c.jsonl")],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "True"
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == -signal.SIGTERM
+    proc.stdout.close()
