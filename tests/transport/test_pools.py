@@ -149,3 +149,46 @@ def test_sigterm_of_a_main_process_is_left_to_the_application(tmp_path: Path) ->
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == -signal.SIGTERM
     proc.stdout.close()
+
+
+BIG_EXIT = """
+import atexit, json, resource, sys, time
+import logos_shift
+
+box = {}
+
+def report():  # registered first, so it runs after the library's exit flush
+    st = box["ls"].stats()
+    took = time.monotonic() - box["t0"]
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"stats": st, "exit_seconds": took, "rss_kib": rss}), flush=True)
+
+atexit.register(report)
+ls = logos_shift.LogosShift(server_url=sys.argv[1], api_key="k", spool_dir=sys.argv[2],
+                            flush_interval=60.0, wait_for_config=0, shutdown_timeout=3.0)
+box["ls"] = ls
+
+@ls()
+def work(i):
+    return {"i": i, "text": "y" * 6000}
+
+for i in range(4000):
+    work(i)
+box["t0"] = time.monotonic()
+"""
+
+
+def test_exit_with_a_big_queue_and_no_server_keeps_its_deadline(
+    collector: Collector, tmp_path: Path
+) -> None:
+    """~24 MB queued, server down: the exit spills in chunks within shutdown_timeout, all counted."""
+    collector.down()
+    proc = _run(BIG_EXIT, tmp_path, collector.url, str(tmp_path / "spool"))
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    stats = out["stats"]
+    assert stats["captured"] == 4000
+    assert stats["pending"] == 0
+    assert stats["captured"] == stats["spooled"] + stats["dropped"] + stats["sent"]
+    assert set(stats["dropped_by_reason"]) <= {"shutdown_timeout"}
+    assert out["exit_seconds"] < 3.0 + 1.0  # shutdown_timeout, and a margin for a busy machine
