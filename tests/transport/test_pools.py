@@ -181,7 +181,7 @@ box["t0"] = time.monotonic()
 def test_exit_with_a_big_queue_and_no_server_keeps_its_deadline(
     collector: Collector, tmp_path: Path
 ) -> None:
-    """~24 MB queued, server down: the exit spills in chunks within shutdown_timeout, all counted."""
+    """~24 MB queued, server down: the exit spills in chunks within its deadline, all counted."""
     collector.down()
     proc = _run(BIG_EXIT, tmp_path, collector.url, str(tmp_path / "spool"))
     assert proc.returncode == 0, proc.stderr
