@@ -98,7 +98,7 @@ class Channel(Uploader):
         self._config_warned = 0.0
         self._adopt_next = 0.0
         self.inline = False  # uploads on the calling thread (exit without threads)
-        self.sender = Sender(self.run_job, "logos-shift-sender")
+        self.sender = Sender(self.run_job, "logos-shift-sender", self._sender_idle)
 
     def reset_after_fork(self) -> None:
         """In a forked child: fresh locks and counters; the parent owns its queue."""

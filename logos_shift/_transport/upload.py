@@ -69,8 +69,11 @@ class Job:
 class Sender:
     """A daemon thread that runs one upload :class:`Job` at a time for a channel."""
 
-    def __init__(self, run: Callable[[Job], None], name: str) -> None:
+    def __init__(
+        self, run: Callable[[Job], None], name: str, done: Callable[[], None] | None = None
+    ) -> None:
         self._run_job = run
+        self._done = done  # called after each job, once the sender is idle again
         self._name = name
         self._cond = threading.Condition(threading.Lock())
         self.job: Job | None = None
@@ -119,6 +122,9 @@ class Sender:
             finally:
                 with self._cond:
                     self.job = None
+                if self._done is not None:
+                    with _guard.guard("sender.done"):
+                        self._done()
 
 
 class Uploader:
@@ -270,8 +276,11 @@ class Uploader:
         finally:
             if job.acct is not None:
                 self._settle_rest(job.acct)
-            if self.wakeup is not None:
-                self.wakeup()
+
+    def _sender_idle(self) -> None:
+        """The sender finished a job: wake the worker for the next batch."""
+        if self.wakeup is not None:
+            self.wakeup()
 
     def _send(self, lines: list[bytes], acct: BatchAccount) -> tuple[SendResult | None, bool]:
         """Upload an own batch; ``(result, taken)``, taken if a shutdown spooled it meanwhile."""

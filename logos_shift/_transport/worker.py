@@ -19,8 +19,9 @@ has a deadline.
 In ``multiprocessing`` children, a SIGTERM (``Pool.terminate()``, leaving a
 ``with Pool() as p:`` block) would kill the process before any exit hook
 runs; a handler installed only there spills the queue to the spool within
-``shutdown_timeout`` and then chains to the previous handler (or dies of
-SIGTERM as before).
+``shutdown_timeout`` and then dies of SIGTERM as before.  If the process
+already had a SIGTERM handler of its own, that handler is called instead
+(it decides, and a normal exit runs the exit flush).
 """
 
 from __future__ import annotations
@@ -382,6 +383,12 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         # sentinel just before the SIGTERM): the exit flush in progress ends
         # within its deadline; spilling now would duplicate its upload.
         return
+    previous = _previous_sigterm
+    if callable(previous):
+        # The application handles SIGTERM itself (a graceful server, say):
+        # it decides, and its normal exit runs the exit flush.
+        previous(signum, frame)
+        return
     # The spill runs on a helper thread joined with a deadline: the main
     # thread may have been interrupted while holding a channel's lock.
     with _guard.guard("sigterm"):
@@ -389,10 +396,6 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         helper = threading.Thread(target=WORKER.spill_all, args=(timeout,), daemon=True)
         helper.start()
         helper.join(timeout + 0.5)
-    previous = _previous_sigterm
-    if callable(previous):
-        previous(signum, frame)
-        return
     # The default action: die of SIGTERM, as the pool expects.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)

@@ -94,8 +94,9 @@ import json, multiprocessing as mp, signal, sys, time
 import logos_shift
 
 def child(conn):
-    signal.signal(signal.SIGTERM, lambda s, f: (print("app handler ran", flush=True),
-                                                 sys.exit(3)))
+    if sys.argv[3] == "own handler":
+        signal.signal(signal.SIGTERM, lambda s, f: (print("app handler ran", flush=True),
+                                                     sys.exit(3)))
     ls = logos_shift.LogosShift(server_url=sys.argv[1], api_key="k", spool_dir=sys.argv[2],
                                 flush_interval=60.0, wait_for_config=0)
 
@@ -117,16 +118,20 @@ if __name__ == "__main__":
 """
 
 
-def test_sigterm_of_a_child_spills_and_chains_to_the_apps_handler(
-    collector: Collector, tmp_path: Path
+@pytest.mark.parametrize("handler", ["own handler", "no handler"])
+def test_sigterm_of_a_child_keeps_its_records(
+    collector: Collector, tmp_path: Path, handler: str
 ) -> None:
-    """A plain SIGTERM of a child spills its queue, then the app's own handler still runs."""
+    """A plain SIGTERM of a child: spilled (no handler) or left to the app's handler and exit."""
     spool = tmp_path / "spool"
-    proc = _run(CHILD_WITH_HANDLER, tmp_path, collector.url, str(spool))
+    proc = _run(CHILD_WITH_HANDLER, tmp_path, collector.url, str(spool), handler)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert "app handler ran" in proc.stdout
-    assert out["exitcode"] == 3  # the application's handler decided the exit
+    if handler == "own handler":
+        assert "app handler ran" in proc.stdout
+        assert out["exitcode"] == 3  # the application's handler decided the exit
+    else:
+        assert out["exitcode"] == -signal.SIGTERM  # died of SIGTERM, as before
     _drain(collector, spool, set(out["ids"]))
 
 
