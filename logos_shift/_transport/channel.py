@@ -32,7 +32,7 @@ from logos_shift._settings import Settings
 from . import serialize as _serialize
 from .sinks import FileSink, HttpSink, Sink
 from .spool import Spool
-from .upload import BatchAccount, Sender, Uploader
+from .upload import BatchAccount, Job, Sender, Uploader
 
 #: Turns a queued record into the dict to write, or None to drop it (counted as
 #: ``redacted``); runs on the background thread.  The capture layer supplies it.
@@ -98,6 +98,7 @@ class Channel(Uploader):
         self._config_warned = 0.0
         self._adopt_next = 0.0
         self.inline = False  # uploads on the calling thread (exit without threads)
+        self.ready: Job | None = None  # the next batch, encoded while an upload runs
         self.sender = Sender(self.run_job, "logos-shift-sender", self._sender_idle)
 
     def reset_after_fork(self) -> None:
@@ -139,7 +140,7 @@ class Channel(Uploader):
             self.dropped[reason] += 1
 
     def pending(self) -> int:
-        """Records not yet sent, spooled or dropped."""
+        """Records not yet sent, spooled or dropped (queued, in flight or held)."""
         return len(self.queue) + self.inflight + self.held_records
 
     def stats(self) -> dict[str, Any]:
@@ -186,8 +187,8 @@ class Channel(Uploader):
         """Whether the worker should drain this channel now."""
         if self.deadline is not None:
             return True
-        if self.http is not None and self._route(now) == "wait":
-            return False  # an upload is running; the sender wakes the worker when done
+        if self.http is not None and self._route(now) == "wait" and self.ready is not None:
+            return False  # an upload runs, the next is ready; the sender wakes the worker
         if self.flush_requested:
             return True
         if self.queue:
@@ -228,7 +229,13 @@ class Channel(Uploader):
         while True:
             route = self._route(now)
             if route == "wait":
-                break
+                if self.ready is not None:
+                    break
+                route = "ready"  # encode the next batch while the upload runs
+            elif route != "send":
+                self._spill_ready()
+            elif self.ready is not None and self._submit_ready():
+                continue
             force = self.flush_requested or self.deadline is not None or route == "spill_hw"
             batch = self._take(now, force)
             if not batch:
@@ -297,8 +304,7 @@ class Channel(Uploader):
         lines = self._encode(batch, acct)
         if not lines or not self._write_local(lines, acct):
             return False
-        self._dispatch(lines, acct, route)
-        return route == "send"  # the upload job settles what is left of it
+        return self._dispatch(lines, acct, route)  # a job settles what is left of it
 
     def _write_local(self, lines: list[bytes], acct: BatchAccount) -> bool:
         """Write the local copies; True if the batch still has to be uploaded."""
@@ -350,6 +356,7 @@ class Channel(Uploader):
                 flight[1].taken = True
         if flight is not None:
             self._spill(*flight)
+        self._spill_ready()
         while True:
             with self.lock:
                 if not self.held:

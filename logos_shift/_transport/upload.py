@@ -83,20 +83,27 @@ class Sender:
         """Whether an upload is running."""
         return self.job is not None
 
-    def submit(self, job: Job, inline: bool = False) -> None:
-        """Start ``job``; run it on the calling thread if no thread can run it."""
-        job.started = time.monotonic()
+    def submit(self, job: Job, inline: bool = False) -> bool:
+        """Start ``job``; False if an upload is already running (the caller keeps the job).
+
+        With ``inline``, or when no thread can start, the job runs on the
+        calling thread.
+        """
         with self._cond:
+            if self.job is not None:
+                return False
+            job.started = time.monotonic()
             self.job = job
         if not inline and self._ensure_thread():
             with self._cond:
                 self._cond.notify()
-            return
+            return True
         try:
             self._run_job(job)
         finally:
             with self._cond:
                 self.job = None
+        return True
 
     def _ensure_thread(self) -> bool:
         t = self._thread
@@ -158,6 +165,7 @@ class Uploader:
     sender: Sender
     wakeup: Callable[[], None] | None
     inline: bool
+    ready: Job | None
     _spool_next: float
     _replay_window: float
     _replay_count: int
@@ -238,15 +246,57 @@ class Uploader:
                 "new batches go to the spool until the server keeps up"
             )
 
-    def _dispatch(self, lines: list[bytes], acct: BatchAccount, route: str) -> None:
-        """Hand an encoded batch (already written locally) to the sender or the spool."""
-        if route == "send":
-            self._submit(Job("own", lines, acct))
-        else:
-            self._spill(lines, acct)
+    def _dispatch(self, lines: list[bytes], acct: BatchAccount, route: str) -> bool:
+        """Hand an encoded batch (already written locally) to the sender, or park or spill it.
 
-    def _submit(self, job: Job) -> None:
-        self.sender.submit(job, inline=self.inline)
+        ``ready`` parks it as the next upload, encoded while the current one
+        runs.  Returns True if a job now owns the batch.
+        """
+        job = Job("own", lines, acct)
+        if route == "send" and self._submit(job):
+            return True
+        if route in ("send", "ready"):
+            with self.lock:
+                if self.ready is None:
+                    self.ready = job
+                    return True
+        self._spill(lines, acct)
+        return False
+
+    def _submit(self, job: Job) -> bool:
+        return self.sender.submit(job, inline=self.inline)
+
+    def _take_ready(self) -> Job | None:
+        with self.lock:
+            job, self.ready = self.ready, None
+        return job
+
+    def _spill_ready(self) -> None:
+        """The parked batch waited for nothing: spool it (backoff, slow upload, deadline)."""
+        job = self._take_ready()
+        if job is not None and job.acct is not None:
+            try:
+                self._spill(job.lines, job.acct)
+            finally:
+                self._settle_rest(job.acct)
+
+    def _submit_ready(self) -> bool:
+        """Start the parked batch if the sender is free; True if it started."""
+        job = self._take_ready()
+        if job is None:
+            return False
+        if self._submit(job):
+            return True
+        with self.lock:
+            if self.ready is None:
+                self.ready = job
+                return False
+        assert job.acct is not None
+        try:
+            self._spill(job.lines, job.acct)
+        finally:
+            self._settle_rest(job.acct)
+        return False
 
     def _background_jobs(self, now: float) -> None:
         """With the sender idle and the server healthy: retry a held batch or replay one."""
@@ -260,7 +310,10 @@ class Uploader:
                 self.held_bytes -= sum(len(x) for x in lines)
                 self.inflight += n
         if lines is not None:
-            self._submit(Job("held", lines, BatchAccount(len(lines))))
+            acct = BatchAccount(len(lines))
+            if not self._submit(Job("held", lines, acct)):
+                self._spill(lines, acct)
+                self._settle_rest(acct)
             return
         self._maybe_replay(now)
 
@@ -278,7 +331,12 @@ class Uploader:
                 self._settle_rest(job.acct)
 
     def _sender_idle(self) -> None:
-        """The sender finished a job: wake the worker for the next batch."""
+        """The sender finished a job: start the parked batch at once, wake the worker."""
+        if self.ready is not None:
+            if time.monotonic() >= self.next_attempt and not self._past_upload_budget():
+                self._submit_ready()
+            else:
+                self._spill_ready()
         if self.wakeup is not None:
             self.wakeup()
 
@@ -465,7 +523,8 @@ class Uploader:
             self._spool_next = now + _SPOOL_IDLE_CHECK
             return
         self._replay_count += 1
-        self._submit(Job("replay", claim.lines, claim=claim))
+        if not self._submit(Job("replay", claim.lines, claim=claim)):
+            claim.release()
 
 
 def origin_of(url: str) -> str:
