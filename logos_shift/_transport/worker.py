@@ -20,8 +20,9 @@ In ``multiprocessing`` children, a SIGTERM (``Pool.terminate()``, leaving a
 ``with Pool() as p:`` block) would kill the process before any exit hook
 runs; a handler installed only there spills the queue to the spool within
 ``shutdown_timeout`` and then dies of SIGTERM as before.  If the process
-already had a SIGTERM handler of its own, that handler is called instead
-(it decides, and a normal exit runs the exit flush).
+already had a SIGTERM handler of its own (a graceful server), the queue is
+flushed instead (uploaded, or spooled past the deadline) and that handler is
+then called: it decides how the process ends.
 """
 
 from __future__ import annotations
@@ -274,6 +275,14 @@ class Worker:
         self.wake.set()
         self.control_wake.set()
 
+    def flush_all(self, timeout: float) -> None:
+        """Deliver or spool what every channel has queued, sharing one deadline; stay open."""
+        with self.lock:
+            channels = list(self.channels)
+        end = time.monotonic() + max(0.0, timeout)
+        for ch in channels:
+            self.flush(ch, max(0.0, end - time.monotonic()))
+
     def spill_all(self, timeout: float) -> None:
         """Spool everything in memory at once, skipping uploads (a SIGTERM is ending us)."""
         with self.lock:
@@ -384,18 +393,22 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
         # within its deadline; spilling now would duplicate its upload.
         return
     previous = _previous_sigterm
-    if callable(previous):
-        # The application handles SIGTERM itself (a graceful server, say):
-        # it decides, and its normal exit runs the exit flush.
-        previous(signum, frame)
-        return
-    # The spill runs on a helper thread joined with a deadline: the main
+    # The work runs on a helper thread joined with a deadline: the main
     # thread may have been interrupted while holding a channel's lock.
     with _guard.guard("sigterm"):
         timeout = max((c.settings.shutdown_timeout for c in WORKER.channels), default=0.0)
-        helper = threading.Thread(target=WORKER.spill_all, args=(timeout,), daemon=True)
+        # With a handler of the application's own (a graceful server), the
+        # process keeps running a while: deliver what is queued now and stay
+        # open (uvicorn, for one, ends by re-raising SIGTERM with the default
+        # action, which skips every exit hook).  Without one it dies next:
+        # spool everything at once.
+        work = WORKER.flush_all if callable(previous) else WORKER.spill_all
+        helper = threading.Thread(target=work, args=(timeout,), daemon=True)
         helper.start()
         helper.join(timeout + 0.5)
+    if callable(previous):
+        previous(signum, frame)
+        return
     # The default action: die of SIGTERM, as the pool expects.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -49,6 +51,14 @@ if __name__ == "__main__":
         ids = pool.map(task, range(300), chunksize=10)
     print(json.dumps(ids), flush=True)
 """
+
+
+@contextlib.contextmanager
+def socket_port() -> Iterator[int]:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        yield int(s.getsockname()[1])
 
 
 def _run(script: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -197,3 +207,64 @@ def test_exit_with_a_big_queue_and_no_server_keeps_its_deadline(
     assert stats["captured"] == stats["spooled"] + stats["dropped"] + stats["sent"]
     assert set(stats["dropped_by_reason"]) <= {"shutdown_timeout"}
     assert out["exit_seconds"] < 3.0 + 1.0  # shutdown_timeout, and a margin for a busy machine
+
+
+UVICORN_APP = """
+import os, sys
+import logos_shift
+
+ls = logos_shift.LogosShift(server_url=os.environ["COLLECTOR"], api_key="k",
+                            spool_dir=os.environ["SPOOL"], flush_interval=60.0,
+                            wait_for_config=0)
+
+@ls()
+def work(path):
+    return {"path": path}
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    rid = work(scope["path"])["logos_shift_id"]
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": rid.encode()})
+"""
+
+
+def test_uvicorn_workers_stopped_by_sigterm_keep_every_record(
+    collector: Collector, tmp_path: Path
+) -> None:
+    """`uvicorn --workers 2` stopped with SIGTERM: every record its workers captured arrives."""
+    import requests
+
+    (tmp_path / "asgi_app.py").write_text(textwrap.dedent(UVICORN_APP))
+    with socket_port() as port:
+        pass
+    env = {**os.environ, "COLLECTOR": collector.url, "SPOOL": str(tmp_path / "spool"),
+           "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "asgi_app:app", "--workers", "2", "--port", str(port),
+         "--log-level", "warning"],
+        cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    ids: list[str] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not ids:
+            try:
+                ids.append(requests.get(f"http://127.0.0.1:{port}/0", timeout=5).text)
+            except requests.ConnectionError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                assert time.monotonic() < deadline, "uvicorn did not start"
+                time.sleep(0.2)
+        with requests.Session() as s:
+            ids += [s.get(f"http://127.0.0.1:{port}/{i}", timeout=5).text for i in range(1, 60)]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    _drain(collector, tmp_path / "spool", set(ids))
