@@ -391,7 +391,8 @@ class Channel(Uploader):
             return self._pop_batch()
 
     def close(self) -> None:
-        """Release files and connections."""
+        """Release files, connections and the sender thread."""
+        self.sender.stop()
         if self.file is not None:
             with _guard.guard("file_sink.close"):
                 self.file.close()

@@ -78,6 +78,7 @@ class Sender:
         self._cond = threading.Condition(threading.Lock())
         self.job: Job | None = None
         self._thread: threading.Thread | None = None
+        self._stopped = False
 
     def busy(self) -> bool:
         """Whether an upload is running."""
@@ -105,10 +106,18 @@ class Sender:
                 self.job = None
         return True
 
+    def stop(self) -> None:
+        """Let the thread end once its current job (if any) is done."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify()
+
     def _ensure_thread(self) -> bool:
         t = self._thread
         if t is not None and t.is_alive():
             return True
+        if self._stopped:
+            return False  # after close: the job runs on the calling thread
         t = threading.Thread(target=self._loop, name=self._name, daemon=True)
         try:
             t.start()
@@ -121,6 +130,8 @@ class Sender:
         while True:
             with self._cond:
                 while self.job is None:
+                    if self._stopped:
+                        return
                     self._cond.wait()
                 job = self.job
             try:
