@@ -276,7 +276,10 @@ class LogosShift:
         Returns:
             A dict with ``captured``, ``sent``, ``spooled``, ``dropped``,
             ``dropped_by_reason``, ``pending``, ``replayed``, ``retries``,
-            ``consecutive_failures``, spool details, ``internal_errors`` and,
+            ``consecutive_failures``, ``slow`` (uploads past their deadline),
+            ``last_error`` (the cause and the fix of a 401/403/404 included),
+            spool details (``skipped_files``, ``unreadable_files``,
+            ``config_error``, ``quarantined``, …), ``internal_errors`` and,
             with routing on, ``router``.
         """
         out = self._channel.stats()

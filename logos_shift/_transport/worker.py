@@ -377,8 +377,8 @@ def _install_sigterm_handler() -> None:
         if threading.current_thread() is not threading.main_thread():
             return
         previous = signal.getsignal(signal.SIGTERM)
-        if previous is signal.SIG_IGN or previous is _on_sigterm:
-            return
+        if previous is None or previous is signal.SIG_IGN or previous is _on_sigterm:
+            return  # None: a handler installed from C, which we could not chain to
         signal.signal(signal.SIGTERM, _on_sigterm)
     except (ValueError, OSError, RuntimeError):  # not the main thread, or no signals here
         return
