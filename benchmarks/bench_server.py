@@ -6,7 +6,11 @@ Batches are built and gzip'd before the clock starts (the client's worker
 does that off the request path), then sent by 4 threads in the client's
 batch size (500 records).  Prints a markdown table.
 
-Run: ``python benchmarks/bench_server.py [--records 20000]``
+With ``--canary`` the route the records use has a rollout in canary, so every
+call (and the distinct user it carries) is also counted into the rollout's
+evidence aggregates at ingest (the server's worst case).
+
+Run: ``python benchmarks/bench_server.py [--records 20000] [--canary]``
 """
 
 from __future__ import annotations
@@ -56,6 +60,25 @@ def _record(size: int, i: int) -> dict[str, Any]:
     pad = size - len(json.dumps(base))
     base["input"]["messages"][0]["content"] = "lorem ipsum " * (max(pad, 0) // 12)
     return base
+
+
+def _start_canary(db: Database) -> None:
+    """Put route ``bench`` (arms ``base`` / ``ft-1``) in canary: ingest keeps its evidence."""
+    from logos_shift.server.rollout.types import Policy, RolloutState, Status
+    from logos_shift.server.store import rollouts, routes
+    from logos_shift.server.store.keys import ensure_project
+
+    pid = ensure_project(db, "bench")
+    routes.put_route(
+        db, pid, "bench",
+        {"match": {"dataset": "bench"}, "control": {"name": "base", "model": "gpt-4o"},
+         "variants": [{"name": "ft-1", "model": "gpt-4o", "fallback": True}],
+         "assignment": {"unit": "user_id", "seed": "bench"}},
+    )  # fmt: skip
+    since = time.time() - 60
+    state = RolloutState("bench", Status.CANARY, (0.5, 1.0), 0, "gpt-4o", "gpt-4o", since=since)
+    rollouts.save(db, pid, rollouts.RolloutRow(
+        state, Policy(), dataset="bench", variant_name="ft-1", canary_since=since))  # fmt: skip
 
 
 def _free_port() -> int:
@@ -153,6 +176,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=20_000, help="records per 2 KB run")
     parser.add_argument("--config-requests", type=int, default=2000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--canary", action="store_true", help="the route has a canary running")
     args = parser.parse_args()
     backends = [("SQLite", None)]
     pg = os.environ.get("LOGOS_SHIFT_TEST_POSTGRES_URL")
@@ -168,6 +192,8 @@ def main() -> None:
                 db = Database(url)
                 migrate(db)
                 key = create_key(db, "bench", "ingest")[0]
+                if args.canary:
+                    _start_canary(db)
                 db.dispose()
                 with _server(url, workers) as base:
                     _ingest(base, key, 2048, 2 * BATCH)  # warm-up
@@ -176,7 +202,8 @@ def main() -> None:
                     p50, p95, rps = _config_latency(base, key, args.config_requests)
                 rows.append((name, workers, small, large, p50, p95, rps))
     print(f"Logos server (`logos-shift server --workers N`), {SENDERS} client threads, "
-          f"gzip'd batches of {BATCH}, {os.cpu_count()} CPUs\n")  # fmt: skip
+          f"gzip'd batches of {BATCH}, {os.cpu_count()} CPUs"
+          f"{', the route in canary' if args.canary else ''}\n")  # fmt: skip
     print("| database | workers | ingest 2 KB rec/s | ingest 30 KB rec/s "
           "| config 304 p50 ms | config 304 p95 ms | config 304 req/s |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|")

@@ -24,6 +24,7 @@ HERE = Path(__file__).resolve().parent
 
 #: Short-run arguments of the benchmarks that have no ``--quick`` flag.
 QUICK_ARGS: dict[str, list[str]] = {
+    "bench_evidence.py": ["--calls", "1000", "10000", "--reads", "5"],
     "bench_providers.py": ["--n", "100"],
     "bench_rollout_sim.py": ["--runs", "50"],
     "bench_router.py": ["--samples", "500"],

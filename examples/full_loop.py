@@ -4,7 +4,12 @@ then a worse model → rolled back.
 Everything runs locally over real sockets: ``logos_shift.testing.FakeProvider`` plays
 OpenAI (chat completions *and* the files + fine-tuning jobs API), the Logos server
 runs on a temporary SQLite file, and the app's calls go through the official openai
-SDK.  ``python examples/full_loop.py``
+SDK.  ``python examples/full_loop.py`` (or ``make demo``)
+
+The app only sends traffic and feedback.  Every step of the rollout is the
+server's own decision (its rollout loop looks at a route about a second after
+new feedback arrives); the demo prints each one from the rollout's event log as
+it happens.
 
 The fake provider answers every model with an echo, so answer *quality* is played
 by the simulated users' feedback: they like the control model 85 % of the time,
@@ -26,8 +31,6 @@ import logos_shift
 from logos_shift.cli import main as cli
 from logos_shift.server import Backend, ServerSettings, create_app, create_key
 from logos_shift.server._serve import serve_in_thread
-from logos_shift.server.api.rollout import install
-from logos_shift.server.rollout.service import RolloutService
 from logos_shift.testing import FakeProvider
 
 POLICY = {"min_per_arm": 10, "min_stage_s": 0, "margin": 0.10}
@@ -56,40 +59,55 @@ def traffic(
     return on_variant
 
 
-def show(decision: dict[str, Any]) -> None:
-    """Print one engine decision with the numbers behind it."""
-    n = decision["numbers"]
-    fb = n.get("feedback_diff", {})
-    v, c = n.get("variant", {}), n.get("control", {})
-    line = (
-        f"    -> {decision['action']:<8} variant {v.get('success_rate', 0):.3f} "
-        f"(n={v.get('feedback', 0)}) vs control {c.get('success_rate', 0):.3f} "
-        f"(n={c.get('feedback', 0)}); diff {fb.get('estimate') or 0:+.3f}, "
-        f"bounds [{fb.get('lower') or float('-inf'):+.3f}, {fb.get('upper') or float('inf'):+.3f}]"
-    )
-    print(line)
-    for reason in decision["reasons"][:2]:
-        print(f"       {reason}")
+class Decisions:
+    """Prints the server's decisions as they happen, from the rollout's event log."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self.t0 = time.monotonic()
+
+    def catch_up(self, status: dict[str, Any]) -> None:
+        """Print the events the server logged since the last look."""
+        for e in status["events"]:
+            if e["id"] <= self.seen:
+                continue
+            self.seen = e["id"]
+            if e["action"] in ("job_status", "training_started"):
+                continue
+            pct = e.get("variant_pct")
+            share = f", {pct:.0%} on the variant" if isinstance(pct, (int, float)) else ""
+            print(
+                f"    [server, {time.monotonic() - self.t0:5.1f}s] {e['action']} "
+                f"({e.get('from')} => {e.get('to')}{share})"
+            )
+            n = e.get("numbers") or {}
+            v, c = n.get("variant", {}), n.get("control", {})
+            if v or c:
+                print(
+                    f"       variant {v.get('success_rate', 0):.3f} (n={v.get('feedback', 0)}) "
+                    f"vs control {c.get('success_rate', 0):.3f} (n={c.get('feedback', 0)})"
+                )
+            for reason in (e.get("reasons") or [])[:2]:
+                print(f"       {reason}")
 
 
-def roll_out(ls: Any, client: openai.OpenAI, admin: Any, p_ft: float, seed: int) -> str:
-    """Send traffic in batches, evaluate after each, until promoted or rolled back."""
+def roll_out(
+    ls: Any, client: openai.OpenAI, admin: Any, p_ft: float, seed: int, decisions: Decisions
+) -> str:
+    """Send traffic and feedback only, until the server has promoted or rolled back."""
     rng = random.Random(seed)
-    for batch in range(1, 200):
-        route = admin("GET", "/v1/routes/support/rollout")
-        share = route["variant_pct"]
+    for batch in range(1, 300):
+        status = admin("GET", "/v1/routes/support/rollout")
+        decisions.catch_up(status)
+        state = status["state"]
+        if state["status"] in ("promoted", "rolled_back", "paused", "failed"):
+            ls.router.refresh_now()  # what every client's next config poll does
+            return str(state["status"])
+        share = status["variant_pct"]
         n = 200 if share < 0.25 else 100
-        hits = traffic(ls, client, rng, n, route["state"]["variant_model"], p_ft)
+        hits = traffic(ls, client, rng, n, state["variant_model"], p_ft)
         ls.flush(10)
         print(f"  batch {batch:>2}: {n} calls at {share:>4.0%} -> {hits:>3} on the variant")
-        d = admin("POST", "/v1/routes/support/rollout/evaluate")
-        if d["action"] != "hold" or batch % 5 == 0:
-            show(d)
-        if d["state"]["status"] in ("promoted", "rolled_back", "paused"):
-            ls.router.refresh_now()  # what every client's next config poll does
-            return str(d["state"]["status"])
-        if d["action"] == "advance":
-            ls.router.refresh_now()
     return "undecided"
 
 
@@ -102,8 +120,9 @@ def main() -> None:
         # The server's operator configures the fine-tuning backend (here: the fake provider)
         # by name; projects choose it by name and never see its key.
         backends = {"fake": Backend("fake", fp.openai_base_url, "fake-operator-key")}
+        # The server runs the rollout loop itself: a decision follows new feedback
+        # within about a second; nothing here asks it for one.
         app = create_app(f"sqlite:///{tmp / 'logos.db'}", settings=ServerSettings(backends))
-        service = install(app, RolloutService(app.state.db, poll_s=(0.1, 0.3)))
         admin_key, _ = create_key(app.state.db, "demo", "admin")
         ingest_key, _ = create_key(app.state.db, "demo", "ingest")
         with (
@@ -162,7 +181,8 @@ def main() -> None:
             ls.router.refresh_now()
 
             print("\n3. staged rollout of the better model (users like it 90 %)")
-            end = roll_out(ls, client, admin, 0.90, seed=2)
+            decisions = Decisions()
+            end = roll_out(ls, client, admin, 0.90, seed=2, decisions=decisions)
             cfg = http.get(server.url + "/v1/config", timeout=10).json()["routes"]["support"]
             print(
                 f"   => {end}; clients now get {cfg['rollout']['variant_pct']:.0%} on "
@@ -187,7 +207,7 @@ def main() -> None:
                 ]
             )
             ls.router.refresh_now()
-            end2 = roll_out(ls, client, admin, 0.55, seed=3)
+            end2 = roll_out(ls, client, admin, 0.55, seed=3, decisions=decisions)
             cfg = http.get(server.url + "/v1/config", timeout=10).json()["routes"]["support"]
             print(
                 f"   => {end2}; clients now get {cfg['rollout']['variant_pct']:.0%} on the "
@@ -198,7 +218,6 @@ def main() -> None:
             cli(["rollout", "status", "support", *cli_args])
             ls.shutdown(timeout=10)
             http.close()
-        service.close()
     print(f"\nfirst model: {end}; second model: {end2}; took {time.perf_counter() - t0:.1f}s")
 
 

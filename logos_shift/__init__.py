@@ -21,13 +21,16 @@ from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
 from ._capture.scope import last_call_id
-from ._client import LogosShift, context, get_client, init, provide_feedback
+from ._client import LogosShift, Stats, context, get_client, init, provide_feedback
+from ._settings import SettingsKwargs
 from ._transport.sinks import MemorySink, Sink
 from .errors import ConfigError, LogosShiftError
 from .providers import (
+    patch,
     patch_all,
     patch_anthropic,
     patch_openai,
+    unpatch,
     unpatch_all,
     unpatch_anthropic,
     unpatch_openai,
@@ -43,16 +46,20 @@ __all__ = [
     "LogosShift",
     "LogosShiftError",
     "MemorySink",
+    "SettingsKwargs",
     "Sink",
+    "Stats",
     "__version__",
     "context",
     "get_client",
     "init",
     "last_call_id",
+    "patch",
     "patch_all",
     "patch_anthropic",
     "patch_openai",
     "provide_feedback",
+    "unpatch",
     "unpatch_all",
     "unpatch_anthropic",
     "unpatch_openai",

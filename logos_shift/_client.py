@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import Any, NotRequired, TypedDict, TypeVar, Unpack, overload
 
 from . import _guard, _settings
 from ._capture import record as _record
@@ -37,6 +37,44 @@ logger = logging.getLogger("logos_shift")
 
 F = TypeVar("F", bound=Callable[..., Any])
 Redact = Callable[[dict[str, Any]], "dict[str, Any] | None"]
+
+
+class SpoolStats(TypedDict):
+    """The on-disk spool's counters (with a ``server_url`` only)."""
+
+    dir: str
+    available: bool
+    write_errors: int
+    evicted_records: int
+    corrupt_files: int
+    too_big: int
+
+
+class Stats(TypedDict):
+    """What :meth:`LogosShift.stats` returns.
+
+    ``captured == sent + spooled + dropped + pending`` always holds.
+    """
+
+    captured: int
+    sent: int
+    spooled: int
+    dropped: int
+    dropped_by_reason: dict[str, int]
+    pending: int
+    queued_bytes: int
+    replayed: int
+    replay_rejected: int
+    retries: int
+    consecutive_failures: int
+    last_success_ts: float | None
+    last_error: str | None
+    local_copy_errors: int
+    sent_bytes: int
+    spool: NotRequired[SpoolStats]
+    internal_errors: dict[str, int]
+    placeholders: dict[str, int]
+    router: NotRequired[dict[str, Any]]
 
 
 class LogosShift:
@@ -90,7 +128,7 @@ class LogosShift:
         redact: Redact | None = None,
         sink: Sink | None = None,
         wait_for_config: float | None = None,
-        **settings: Any,
+        **settings: Unpack[_settings.SettingsKwargs],
     ) -> None:
         args = {"api_key": api_key, "server_url": server_url, "filename": filename,
                 "routes": routes, **settings}  # fmt: skip
@@ -267,7 +305,7 @@ class LogosShift:
         _scope.clear_default(self._instance)
         return ok
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> Stats:
         """Counters of this instance.
 
         ``captured == sent + spooled + dropped + pending`` always holds, and
@@ -282,7 +320,7 @@ class LogosShift:
             ``config_error``, ``quarantined``, …), ``internal_errors`` and,
             with routing on, ``router``.
         """
-        out = self._channel.stats()
+        out: Stats = self._channel.stats()  # type: ignore[assignment]
         out["internal_errors"] = dict(_guard.ERRORS)
         out["placeholders"] = dict(_serialize.PLACEHOLDERS)
         router = self._instance.router
@@ -416,7 +454,7 @@ def init(
     routes: str | None = None,
     *,
     wait_for_config: float | None = None,
-    **settings: Any,
+    **settings: Unpack[_settings.SettingsKwargs],
 ) -> LogosShift:
     """Create a :class:`LogosShift` and make it the default instance.
 
@@ -463,13 +501,18 @@ def provide_feedback(
     comment: str | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> str | None:
-    """Record feedback through the default instance (see :meth:`LogosShift.provide_feedback`).
+    """Record feedback through the instance in scope (see :meth:`LogosShift.provide_feedback`).
+
+    The instance is found as for calls
+    (:func:`logos_shift._capture.scope.current_instance`): the one whose
+    decorated function is running, else the one activated with
+    :meth:`LogosShift.activate`, else the default instance.
 
     Raises:
         ValueError: ``target_id`` is empty or not a string.
     """
     check_target(target_id)
-    inst = _scope.ACTIVE.get() or _scope.default_instance()
+    inst = _scope.current_instance()
     if inst is None:
         logger.warning("provide_feedback: no LogosShift instance; call logos_shift.init() first")
         return None

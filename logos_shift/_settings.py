@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 MiB = 1024 * 1024
@@ -62,6 +62,40 @@ class Settings:
     refresh_seconds: float = 60.0
     state_dir: str | None = None
     inject_stream_usage: bool = False
+
+
+class SettingsKwargs(TypedDict, total=False):
+    """The keyword settings of ``LogosShift(...)`` and ``init(...)``, for type checkers.
+
+    Every field of :class:`Settings` except the four that are also positional
+    (``api_key``, ``server_url``, ``filename``, ``routes``).  Used as
+    ``**settings: Unpack[SettingsKwargs]``, so IDEs complete the names and mypy
+    checks their types; a test keeps it in step with :class:`Settings`.
+    """
+
+    dataset: str
+    enabled: bool
+    capture_content: bool
+    add_id_to_result: bool
+    max_queue_items: int
+    max_queue_bytes: int
+    batch_size: int
+    batch_bytes: int
+    flush_interval: float
+    max_record_bytes: int
+    file_max_bytes: int
+    file_backups: int
+    file_fsync: bool
+    spool_dir: str | None
+    spool_max_bytes: int
+    spool_max_files: int
+    spool_max_age: float
+    http_timeout: float
+    max_backoff: float
+    shutdown_timeout: float
+    refresh_seconds: float
+    state_dir: str | None
+    inject_stream_usage: bool
 
 
 _INT = {f.name for f in fields(Settings) if f.type in ("int", int)}

@@ -93,3 +93,18 @@ def test_run_all_has_a_quick_form_for_every_benchmark() -> None:
     core = BENCH / "bench_core.py"
     assert run_all.command(core, quick=False) == [sys.executable, str(core)]
     assert [p.name for p in run_all.benchmarks(["core"])] == ["bench_core.py"]
+
+
+def test_bench_evidence_tiny_prints_a_row_per_stage_size() -> None:
+    """bench_evidence.py on SQLite at tiny sizes exits 0 with a figure in every cell."""
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_evidence.py"), "--sqlite", "--calls", "100", "1000",
+         "--reads", "2"],
+        capture_output=True, text=True, timeout=240, cwd=BENCH.parent,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    for label in ("100", "1,000"):
+        cells = _row(proc.stdout, label)
+        assert len(cells) == 4, cells
+        for cell in cells:
+            _number(cell)

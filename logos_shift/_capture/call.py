@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import time
 import weakref
 from collections.abc import Callable
+from types import MethodType
 from typing import Any
 
 from logos_shift import _guard
+from logos_shift.routing import decision as _decision
 from logos_shift.routing import fallback as _fallback
 
 from . import record as _records
@@ -53,6 +56,7 @@ STEPS: tuple[str, ...] = (
     "stream_manager",
     "build_output",
 )
+_logger = logging.getLogger("logos_shift")
 _perf = time.perf_counter
 _scope_get = _scope.SCOPE.get
 
@@ -64,11 +68,13 @@ class _Call:
         "control",
         "decision",
         "hide",
+        "inst",
         "kwargs",
         "prov",
         "raw",
         "record",
         "router",
+        "send",
         "size",
         "stream_types",
         "t0",
@@ -84,7 +90,9 @@ class _Call:
         kwargs: dict[str, Any],
         raw: Any,
         stream_types: tuple[type, ...],
+        inst: Any = None,
     ) -> None:
+        self.inst = inst
         self.prov = prov
         self.target = target
         self.record = record
@@ -96,6 +104,9 @@ class _Call:
         self.control: Any = None
         self.router: Any = None
         self.hide: Callable[[Any], bool] | None = None
+        #: The SDK method bound to a client derived for the variant's endpoint
+        #: (``None``: the caller's own client serves the call).
+        self.send: Callable[..., Any] | None = None
         self.t0 = 0.0
 
     # -- routing -----------------------------------------------------------
@@ -105,7 +116,10 @@ class _Call:
         with _guard.guard("route"):
             d = self.decision
             ok = bool(
-                d is not None and d.is_variant and d.fallback and _fallback.is_fallback_error(exc)
+                d is not None
+                and d.is_variant
+                and d.fallback
+                and _fallback.is_fallback_error(exc, self.send is not None)
             )
             if ok:
                 self.router.record_result(d.route, d.variant, False)
@@ -137,7 +151,7 @@ class _Call:
             rec["latency_ms"] = (_perf() - self.t0) * 1000.0
             rec["error"] = _records.error_info(exc)
             self._report(False)
-            _records.submit(rec, self.size)
+            _records.submit(rec, self.size, self.inst)
 
     def done(self, parsed: Any, result: Any) -> None:
         """Capture a returned response, stream or raw response."""
@@ -147,7 +161,7 @@ class _Call:
         rec = self.record
         if isinstance(parsed, self.stream_types):
             cap = _streamwrap.StreamCapture(
-                rec, self.size, self.t0, self.target.assemble, self.hide
+                rec, self.size, self.t0, self.target.assemble, self.hide, self.inst
             )
             _streamwrap.instrument(parsed, cap, is_async=self.target.is_async)
             _set_id(parsed, rec["id"])
@@ -158,7 +172,7 @@ class _Call:
             return
         fill_from_response(parsed, rec, self.target)
         _set_id(parsed, rec["id"])
-        _records.submit(rec, self.size)
+        _records.submit(rec, self.size, self.inst)
 
     def _defer_body(self, result: Any) -> None:
         """``with_streaming_response``: record when the caller closes the response.
@@ -176,9 +190,9 @@ class _Call:
             rec["error"] = {"type": "HTTPStatus", "message": "", "status": status}
         original = _streamwrap.caller(result, "close")  # no cycle through ``result``
         if original is None:
-            _records.submit(rec, self.size)
+            _records.submit(rec, self.size, self.inst)
             return
-        body = _BodyCapture(rec, self.size, self.target, result)
+        body = _BodyCapture(rec, self.size, self.target, result, self.inst)
         result.close = _streamwrap.close_then(original, body.finish, self.target.is_async)
         weakref.finalize(result, body.finish)
         _set_id(result, rec["id"])
@@ -192,9 +206,12 @@ class _BodyCapture:
     can still read what the caller read after the object is gone.
     """
 
-    __slots__ = ("cast_to", "done", "http", "parsed", "record", "size", "target")
+    __slots__ = ("cast_to", "done", "http", "inst", "parsed", "record", "size", "target")
 
-    def __init__(self, record: dict[str, Any], size: int, target: Target, response: Any) -> None:
+    def __init__(
+        self, record: dict[str, Any], size: int, target: Target, response: Any, inst: Any = None
+    ) -> None:
+        self.inst = inst
         self.record = record
         self.size = size
         self.target = target
@@ -211,7 +228,7 @@ class _BodyCapture:
         rec = self.record
         with _guard.guard("capture_result"):
             self._fill(rec)
-        _records.submit(rec, self.size)
+        _records.submit(rec, self.size, self.inst)
 
     def _fill(self, rec: dict[str, Any]) -> None:
         if self.parsed:
@@ -258,15 +275,17 @@ def _begin(
     kwargs: dict[str, Any],
     stream_types: tuple[type, ...],
     sdk: dict[str, str],
+    wrapped: Any = None,
+    resource: Any = None,
 ) -> _Call | None:
     """Start a capture; None means "just call the SDK" (no instance, or a failure)."""
     call = None
     with _guard.guard("capture_start"):
         _guard.fault("capture_start")
-        inst = _scope.current_instance()
+        inst = _scope.capturing_instance()
         if inst is None:
             return None
-        rec = _records.new_call(target.source, prov.name)
+        rec = _records.new_call(target.source, prov.name, inst)
         if _DROP.isdisjoint(kwargs):
             rec["input"], size = _snapshot.snapshot(kwargs)
         else:
@@ -276,8 +295,8 @@ def _begin(
         rec["sdk"] = sdk
         headers = kwargs.get("extra_headers")
         raw = headers.get(_RAW_HEADER) if headers else None
-        call = _Call(prov, target, rec, size, kwargs, raw, stream_types)
-        _route(call, inst)
+        call = _Call(prov, target, rec, size, kwargs, raw, stream_types, inst)
+        _route(call, inst, wrapped, resource)
         if (
             kwargs.get("stream") is True
             and target.source in prov.stream_usage_sources
@@ -296,27 +315,60 @@ def _begin(
     return call
 
 
-def _route(call: _Call, inst: Any) -> None:
+def _route(call: _Call, inst: Any, wrapped: Any, resource: Any) -> None:
     with _guard.guard("route"):
         _guard.fault("route")
         router = inst.router
         if router is None:
             return
         scope = _scope_get()
-        d = router.decide(scope.dataset, call.kwargs.get("model"), scope.metadata)
+        d = router.decide(call.record["dataset"], call.kwargs.get("model"), scope.metadata)
         if d is None:
             return
+        applied = _decision.apply(d, call.kwargs)
+        if applied is None:
+            return
+        if applied.endpoint is not None:
+            call.send = _on_endpoint(call.prov, wrapped, resource, applied.endpoint)
+            if call.send is None:
+                return
         rec = call.record
         rec["route"], rec["variant"] = d.route, d.variant
-        send = dict(call.kwargs)
-        if d.model:
-            send["model"] = d.model
-        if d.param_overrides:
-            send.update(d.param_overrides)
         call.control = d.control_model
-        call.kwargs = send
+        call.kwargs = applied.kwargs
         call.decision = d
         call.router = router
+
+
+#: Per caller's SDK resource: the resources of clients derived for other endpoints.
+_derived: weakref.WeakKeyDictionary[Any, dict[Any, Any]] = weakref.WeakKeyDictionary()
+_no_derive_warned: set[str] = set()
+
+
+def _on_endpoint(prov: Provider, wrapped: Any, resource: Any, endpoint: Any) -> Any:
+    """``wrapped`` (the SDK method) bound to a client derived for ``endpoint``, or None.
+
+    The derived client is made by the provider's ``derive_endpoint`` hook from
+    the caller's (its options, with the endpoint's base URL and key) and kept
+    per caller's resource and endpoint, so its connection pool is reused; the
+    caller's client itself is never changed.  Bound through the original
+    function, so the derived call is not captured a second time.
+    """
+    derive = getattr(prov, "derive_endpoint", None)
+    func = getattr(wrapped, "__func__", None)
+    if derive is None or func is None or resource is None:
+        if prov.name not in _no_derive_warned:
+            _no_derive_warned.add(prov.name)
+            _logger.warning("logos_shift: %s calls cannot be sent to a variant's base_url; "
+                            "they keep the caller's model and endpoint", prov.name)  # fmt: skip
+        return None
+    per = _derived.get(resource)
+    if per is None:
+        per = _derived.setdefault(resource, {})
+    other = per.get(endpoint)
+    if other is None:
+        other = per[endpoint] = derive(resource, endpoint.base_url, endpoint.api_key)
+    return MethodType(func, other)
 
 
 def make_sync(
@@ -325,11 +377,11 @@ def make_sync(
     """Build the wrapt wrapper of a sync target."""
 
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        call = _begin(prov, target, kwargs, types, sdk)
+        call = _begin(prov, target, kwargs, types, sdk, wrapped, instance)
         if call is None:
             return wrapped(*args, **kwargs)
         try:
-            result = wrapped(*args, **call.kwargs)
+            result = (call.send or wrapped)(*args, **call.kwargs)
         except Exception as exc:
             if not call.can_fall_back(exc):
                 call.failed(exc)
@@ -357,11 +409,11 @@ def make_async(
     """Build the wrapt wrapper of an async target (``Async*`` class)."""
 
     async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        call = _begin(prov, target, kwargs, types, sdk)
+        call = _begin(prov, target, kwargs, types, sdk, wrapped, instance)
         if call is None:
             return await wrapped(*args, **kwargs)
         try:
-            result = await wrapped(*args, **call.kwargs)
+            result = await (call.send or wrapped)(*args, **call.kwargs)
         except Exception as exc:
             if not call.can_fall_back(exc):
                 call.failed(exc)
@@ -400,10 +452,10 @@ def make_manager(
     """Wrap ``messages.stream()``: it bypasses ``create`` and defers the request."""
 
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        call = _begin(prov, target, kwargs, types, sdk)
+        call = _begin(prov, target, kwargs, types, sdk, wrapped, instance)
         if call is None:
             return wrapped(*args, **kwargs)
-        manager = wrapped(*args, **call.kwargs)
+        manager = (call.send or wrapped)(*args, **call.kwargs)
         with _guard.guard("stream_manager"):
             _guard.fault("stream_manager")
             attr = _request_attr(manager)

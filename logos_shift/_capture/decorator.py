@@ -43,6 +43,9 @@ _time = time.time
 _new_int = _ids.new_int
 _scope_get = _context.SCOPE.get
 _last_id_set = _context.LAST_ID.set
+_should_capture = _context.should_capture
+_dataset_for = _context.dataset_for
+_function_call = _records.function_call
 
 
 class Spec:
@@ -165,7 +168,7 @@ class Call:
         client = self.client = spec.client
         settings = client.settings
         if spec.metadata or extra:
-            dataset = spec.dataset or outer.dataset or settings.dataset
+            dataset = _dataset_for(spec.dataset, outer, client)
             merged = dict(outer.metadata)
             if spec.metadata:
                 merged.update(spec.metadata)
@@ -179,22 +182,15 @@ class Call:
             if cached[0] is outer and cached[1] is settings:
                 scope = cached[2]
             else:
-                dataset = spec.dataset or outer.dataset or settings.dataset
+                dataset = _dataset_for(spec.dataset, outer, client)
                 scope = _context.Scope(dataset, outer.metadata, spec.function, client)
                 spec.cache = (outer, settings, scope)
         inputs, size = spec.snapshot_arguments(instance, args, kwargs)
         self.scope = scope
         self.id = _new_int()
-        self.record: dict[str, Any] = {
-            "type": "call",
-            "id": self.id,
-            "ts": _time(),
-            "dataset": scope.dataset,
-            "source": "function",
-            "function": spec.function,
-            "input": inputs,
-            "metadata": scope.metadata,
-        }
+        self.record = _function_call(
+            self.id, _time(), scope.dataset, spec.function, inputs, scope.metadata
+        )
         self.size = size + msize + 512
         self.submitted = False
         self.start = _perf_counter()
@@ -231,7 +227,7 @@ def begin_call(
     spec: Spec, instance: Any, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Call | None:
     extra = kwargs.pop(METADATA_KWARG, None) if kwargs else None
-    if not spec.client.settings.enabled:
+    if not _should_capture(spec.client):
         return None
     try:
         if extra is not None and not isinstance(extra, Mapping):
@@ -367,21 +363,12 @@ def decorate(
             if cached[0] is outer and cached[1] is settings:
                 scope = cached[2]
             else:
-                dataset = spec.dataset or outer.dataset or settings.dataset
+                dataset = _dataset_for(spec.dataset, outer, client)
                 scope = Scope(dataset, outer.metadata, function, client)
                 spec.cache = (outer, settings, scope)
             inputs, size = spec.snapshot_arguments(instance, args, kwargs)
             cid = _new_int()
-            rec: dict[str, Any] = {
-                "type": "call",
-                "id": cid,
-                "ts": _time(),
-                "dataset": scope.dataset,
-                "source": "function",
-                "function": function,
-                "input": inputs,
-                "metadata": scope.metadata,
-            }
+            rec = _function_call(cid, _time(), scope.dataset, function, inputs, scope.metadata)
             return scope, rec, cid, size + 512, _perf_counter()
         except Exception as exc:  # noqa: BLE001 - the rule of _guard.guard, inlined
             _guard.swallow("decorator.begin", exc)
@@ -407,7 +394,7 @@ def decorate(
 
         async def async_wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             extra = kwargs.pop(METADATA_KWARG, None) if kwargs else None
-            if not client.settings.enabled:
+            if not _should_capture(client):
                 return await wrapped(*args, **kwargs)
             if extra is not None or spec.metadata or _guard.FAULTS:
                 return await _call_async(spec, add_id, wrapped, instance, args, kwargs, extra)
@@ -445,7 +432,7 @@ def decorate(
         # or object costs ~0.1 µs).  Per-call metadata, decorator metadata
         # and injected faults take the general path; records are the same.
         extra = kwargs.pop(METADATA_KWARG, None) if kwargs else None
-        if not client.settings.enabled:
+        if not _should_capture(client):
             return wrapped(*args, **kwargs)
         if extra is not None or spec.metadata or _guard.FAULTS:
             return _call_sync(spec, add_id, wrapped, instance, args, kwargs, extra)
@@ -456,7 +443,7 @@ def decorate(
             if cached[0] is outer and cached[1] is settings:
                 scope = cached[2]
             else:
-                dataset = spec.dataset or outer.dataset or settings.dataset
+                dataset = _dataset_for(spec.dataset, outer, client)
                 scope = Scope(dataset, outer.metadata, function, client)
                 spec.cache = (outer, settings, scope)
             # spec.snapshot_arguments() inlined.
@@ -479,16 +466,7 @@ def decorate(
                     inputs[k] = copied
                     size += n + len(k) + 4
             cid = _new_int()
-            rec: dict[str, Any] = {
-                "type": "call",
-                "id": cid,
-                "ts": _time(),
-                "dataset": scope.dataset,
-                "source": "function",
-                "function": function,
-                "input": inputs,
-                "metadata": scope.metadata,
-            }
+            rec = _function_call(cid, _time(), scope.dataset, function, inputs, scope.metadata)
             start = _perf_counter()
         except Exception as exc:  # noqa: BLE001 - the rule of _guard.guard, inlined
             _guard.swallow("decorator.begin", exc)

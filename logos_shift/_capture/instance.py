@@ -20,6 +20,7 @@ from logos_shift._transport.channel import Channel
 from logos_shift._transport.worker import WORKER
 
 from . import record as _record
+from . import scope as _scope
 from .snapshot import snapshot
 
 if TYPE_CHECKING:
@@ -66,7 +67,13 @@ class Instance:
         comment: Any,
         metadata: Mapping[str, Any] | None,
     ) -> str | None:
-        """Build and queue a feedback record; ``None`` (logged) when it is invalid."""
+        """Build and queue a feedback record.
+
+        Returns ``None`` when it is invalid (logged) or the instance is
+        disabled (``enabled=False`` records nothing, feedback included).
+        """
+        if not _scope.should_capture(self):
+            return None
         if outcome is True:
             outcome = "success"
         elif outcome is False:

@@ -11,34 +11,100 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from logos_shift import _guard, _ids
 from logos_shift._transport.serialize import to_jsonable
 
 from . import scope as _scope
 
+if TYPE_CHECKING:
+    from .instance import Instance
+
 SCHEMA_VERSION = 1
 
+
+class UsageInfo(TypedDict):
+    """A call's token usage (``None`` where the provider did not say)."""
+
+    input_tokens: int | None
+    output_tokens: int | None
+
+
+class ErrorInfo(TypedDict):
+    """The exception a call raised (or the variant's, after a fallback)."""
+
+    type: str
+    message: str
+    status: int | None
+
+
+class StreamInfo(TypedDict):
+    """How a streamed call (or a generator) ended."""
+
+    status: Literal["completed", "partial", "error"]
+    chunks: int
+
+
+class SdkInfo(TypedDict):
+    """The SDK that made a provider call."""
+
+    name: str
+    version: str | None
+
+
+class CallRecord(TypedDict):
+    """A ``call`` record as it is written (the local JSONL copy, the server's ingest).
+
+    The field order here is the order in which records are written.  The
+    server's pydantic model (``logos_shift.server.store.records.CallRecord``)
+    validates exactly these fields; a test compares the two field by field.
+    """
+
+    schema: int
+    type: Literal["call"]
+    id: str
+    ts: str
+    dataset: str
+    source: str | None
+    function: str | None
+    input: Any
+    output: Any
+    error: ErrorInfo | None
+    provider: str | None
+    requested_model: str | None
+    served_model: str | None
+    route: str | None
+    variant: str | None
+    fallback: bool
+    response_id: str | None
+    usage: UsageInfo | None
+    latency_ms: float | None
+    ttft_ms: float | None
+    stream: StreamInfo | None
+    metadata: dict[str, Any]
+    sdk: SdkInfo | None
+
+
+class FeedbackRecord(TypedDict):
+    """A ``feedback`` record as it is written."""
+
+    schema: int
+    type: Literal["feedback"]
+    id: str
+    ts: str
+    target: str
+    outcome: Literal["success", "failure", "neutral"]
+    score: float | None
+    comment: str | None
+    metadata: dict[str, Any]
+
+
 #: Fields of a ``call`` record, in the order they are written.
-CALL_FIELDS: tuple[str, ...] = (
-    "schema", "type", "id", "ts", "dataset", "source", "function", "input", "output",
-    "error", "provider", "requested_model", "served_model", "route", "variant",
-    "fallback", "response_id", "usage", "latency_ms", "ttft_ms", "stream", "metadata", "sdk",
-)  # fmt: skip
+CALL_FIELDS: tuple[str, ...] = tuple(CallRecord.__annotations__)
 
 #: Fields of a ``feedback`` record, in the order they are written.
-FEEDBACK_FIELDS: tuple[str, ...] = (
-    "schema",
-    "type",
-    "id",
-    "ts",
-    "target",
-    "outcome",
-    "score",
-    "comment",
-    "metadata",
-)
+FEEDBACK_FIELDS: tuple[str, ...] = tuple(FeedbackRecord.__annotations__)
 
 OUTCOMES: tuple[str, ...] = ("success", "failure", "neutral")
 
@@ -48,12 +114,42 @@ DEFAULT_DATASET = "default"
 new_id = _ids.new_id
 
 
-def new_call(source: str, provider: str | None = None) -> dict[str, Any]:
-    """Start a ``call`` record with id, timestamp and the current context.
+def function_call(
+    cid: int | str,
+    ts: float,
+    dataset: str | None,
+    function: str,
+    inputs: dict[str, Any],
+    metadata: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Start the record of a decorated function's call (the decorator's hot path).
+
+    Holds only what the call knows when it starts; :func:`complete` adds the
+    schema's other fields on the background thread.
+
+    Args:
+        cid: the call's id (an int from :func:`logos_shift._ids.new_int` until formatted).
+        ts: ``time.time()`` at the start.
+        dataset: the resolved dataset (:func:`~logos_shift._capture.scope.dataset_for`).
+        function: ``module:qualname``.
+        inputs: the arguments by name, already snapshotted.
+        metadata: the scope's metadata.
+    """
+    return {"type": "call", "id": cid, "ts": ts, "dataset": dataset, "source": "function",
+            "function": function, "input": inputs, "metadata": metadata}  # fmt: skip
+
+
+def new_call(source: str, provider: str | None, inst: Instance) -> dict[str, Any]:
+    """Start a provider call's record with id, timestamp and the current context.
 
     ``ts`` holds ``time.time()`` here; the background thread formats it.
-    ``dataset``, ``function`` and ``metadata`` come from the current
-    :mod:`logos_shift._capture.scope` scope.
+    ``function`` and ``metadata`` come from the current scope, the dataset
+    from :func:`~logos_shift._capture.scope.dataset_for`.
+
+    Args:
+        source: the patched method (e.g. ``"openai.chat.completions"``).
+        provider: the provider's name.
+        inst: the instance capturing the call (for its ``dataset`` setting).
     """
     scope = _scope.current()
     return {
@@ -61,7 +157,7 @@ def new_call(source: str, provider: str | None = None) -> dict[str, Any]:
         "type": "call",
         "id": _ids.new_id(),
         "ts": time.time(),
-        "dataset": scope.dataset or DEFAULT_DATASET,
+        "dataset": _scope.dataset_for(None, scope, inst),
         "source": source,
         "function": scope.function,
         "input": None,
@@ -95,7 +191,7 @@ def new_feedback(
         "schema": SCHEMA_VERSION,
         "type": "feedback",
         "id": _ids.new_id(),
-        "ts": time.time(),
+        "ts": time.time(),  # formatted on the background thread
         "target": target,
         "outcome": outcome,
         "score": score,
@@ -146,15 +242,15 @@ def format_ts(ts: float) -> str:
     return f"{prefix}{us // 1000:03d}Z"
 
 
-def submit(record: dict[str, Any], size: int = 2048) -> bool:
-    """Hand a finished record to the current instance; never raises.
-
-    The record goes to the instance whose decorated function is running, else
-    to the default instance (the one :func:`logos_shift.init` made).
+def submit(record: dict[str, Any], size: int = 2048, inst: Instance | None = None) -> bool:
+    """Hand a finished record to its instance; never raises.
 
     Args:
         record: a record dict (values may be any Python objects).
         size: estimated JSON size in bytes, for the memory bound.
+        inst: the instance that started the capture; ``None`` means the one in
+            scope now (:func:`~logos_shift._capture.scope.current_instance`).
+            A stream finished after its scope ended still goes to ``inst``.
 
     Returns:
         True if the record was queued, False if there is no instance or it was
@@ -162,7 +258,8 @@ def submit(record: dict[str, Any], size: int = 2048) -> bool:
     """
     ok = False
     with _guard.guard("submit"):
-        inst = _scope.current_instance()
+        if inst is None:
+            inst = _scope.current_instance()
         ok = inst is not None and inst.enqueue(record, size)
     return ok
 

@@ -75,6 +75,38 @@ def current_instance() -> Instance | None:
     return SCOPE.get().client or ACTIVE.get() or _default
 
 
+def should_capture(inst: Instance | None) -> bool:
+    """Whether ``inst`` records anything: the one home of the ``enabled`` setting.
+
+    Every entry point asks this before it captures a call or a feedback: the
+    decorator, routed functions, each provider's SDK wrapper and
+    ``provide_feedback``.  ``enabled=False`` makes the instance a pass-through:
+    calls run unchanged (not routed) and nothing is recorded.
+    """
+    return inst is not None and inst.settings.enabled
+
+
+def capturing_instance() -> Instance | None:
+    """:func:`current_instance` when it captures (:func:`should_capture`), else ``None``."""
+    inst = current_instance()
+    return inst if should_capture(inst) else None
+
+
+def dataset_for(named: str | None, outer: Scope, inst: Instance) -> str:
+    """The dataset of a call: the one home of dataset resolution.
+
+    The dataset named on the decorator wins, then the scope's (a
+    ``logos_shift.context(dataset=...)`` block or the enclosing decorated
+    function), then the instance's ``dataset`` setting (``"default"`` unless set).
+
+    Args:
+        named: the decorator's ``dataset`` (``None`` for SDK calls).
+        outer: the scope in force when the call starts.
+        inst: the instance capturing the call.
+    """
+    return named or outer.dataset or inst.settings.dataset
+
+
 def default_instance() -> Instance | None:
     """The process default instance (see :func:`set_default`)."""
     return _default

@@ -53,7 +53,7 @@ class StreamCapture:
     passes and then belongs to the user alone.
     """
 
-    __slots__ = ("acc", "active", "count", "done", "hide", "record", "size", "t0", "ttft")
+    __slots__ = ("acc", "active", "count", "done", "hide", "inst", "record", "size", "t0", "ttft")
 
     def __init__(
         self,
@@ -62,7 +62,10 @@ class StreamCapture:
         t0: float,
         assemble: Assembler,
         hide: Callable[[Any], bool] | None,
+        inst: Any = None,
     ) -> None:
+        #: The instance that started the call (the record goes there, whenever it ends).
+        self.inst = inst
         self.record = record
         self.size = size
         self.t0 = t0
@@ -98,7 +101,7 @@ class StreamCapture:
             acc, self.acc = self.acc, None
             if acc is not None:
                 acc.fill(rec)
-            _records.submit(rec, self.size + 200 * self.count)
+            _records.submit(rec, self.size + 200 * self.count, self.inst)
 
 
 def _sync_gen(inner: Any, cap: StreamCapture) -> Iterator[Any]:

@@ -25,7 +25,8 @@ def register(sub: Any) -> None:
         help="show or steer a route's rollout",
         description="status: the stage, the evidence per arm and the events; failures: what "
         "rolled-back models failed on; pause | resume | rollback | promote: steer it by "
-        "hand; evaluate: run the decision on the evidence now.",
+        "hand; evaluate: decide now on the evidence so far (the server also decides by "
+        "itself, about a second after new feedback).",
     )
     p.add_argument("action", choices=_ACTIONS, help="what to do (status shows, the rest act)")
     p.add_argument("route", help="the route's name (by default the dataset's)")
@@ -100,6 +101,10 @@ def srm_line(data: dict[str, Any], now: float | None = None) -> str | None:
     )
 
 
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(ts)))
+
+
 def _no_rollout(route: str) -> str:
     return (
         f"route {route!r} has no rollout yet; start one with: logos-shift finetune start "
@@ -114,13 +119,23 @@ def _status(client: _http.Client, args: argparse.Namespace) -> int:
         return 0
     st = data["state"]
     ev = data["evidence"]
-    _output.out(
-        f"route {args.route}: {st['status']}, {data['variant_pct']:.0%} on "
-        f"{st['variant_model'] or '(no model yet)'}; stage {st['stage_index'] + 1}"
-        f"/{len(st['stages'])}"
-    )
-    if st.get("reason"):
-        _output.out(f"  {st['reason']}")
+    serving = data.get("serving")
+    if st["status"] == "failed" and serving:
+        # Nothing changed for the clients: say what they get, then what failed.
+        since = serving.get("since")
+        when = f" since {_when(since)}" if since else ""
+        _output.out(
+            f"route {args.route}: serving {serving['model']}{when}; "
+            f"last fine-tune failed: {st.get('reason') or 'no reason given'}"
+        )
+    else:
+        _output.out(
+            f"route {args.route}: {st['status']}, {data['variant_pct']:.0%} on "
+            f"{st['variant_model'] or '(no model yet)'}; stage {st['stage_index'] + 1}"
+            f"/{len(st['stages'])}"
+        )
+        if st.get("reason"):
+            _output.out(f"  {st['reason']}")
     for arm in ("control", "variant"):
         a = ev[arm]
         rate = f"{a['successes'] / a['feedback']:.3f}" if a["feedback"] else "-"

@@ -6,11 +6,20 @@ requests, responses and stream chunks.  The contract is in :mod:`.base`; the
 wrapping, stream and guard machinery that uses it lives in the capture core
 (:mod:`logos_shift._capture`) and :mod:`._patching`.  A provider module is
 imported only when its SDK is patched.
+
+Providers are plugins: another distribution adds one by declaring an entry
+point in the ``logos_shift.providers`` group whose value names its
+:class:`Provider` (``"my_pkg.logos:PROVIDER"``); :func:`register` does the
+same at run time.  Either way ``patch(name)``, ``unpatch(name)`` and
+``patch_all()`` then cover it, and ``tests/contract/`` shows the rules a
+provider inherits.
 """
 
 from __future__ import annotations
 
+import logging
 from importlib import import_module
+from importlib.metadata import entry_points
 
 from . import _patching
 from ._patching import is_ours
@@ -25,10 +34,13 @@ __all__ = [
     "patch_anthropic",
     "patch_openai",
     "patched",
+    "providers",
+    "register",
     "unpatch",
     "unpatch_all",
     "unpatch_anthropic",
     "unpatch_openai",
+    "unregister",
 ]
 
 #: Built-in providers: name → ``"module:attribute"`` of their :class:`Provider`.
@@ -38,8 +50,52 @@ _BUILTIN: dict[str, str] = {
 }
 
 
+logger = logging.getLogger("logos_shift")
+
+#: The entry-point group other distributions declare their providers in.
+ENTRY_POINT_GROUP = "logos_shift.providers"
+_registered: dict[str, str | Provider] = {}
+
+
+def register(name: str, provider: str | Provider) -> None:
+    """Make a provider known by name (what an entry point does, at run time).
+
+    Args:
+        name: the provider's name, as given to :func:`patch`.
+        provider: its :class:`Provider`, or ``"module:attribute"`` naming it
+            (imported only when the provider is patched).
+    """
+    _registered[name] = provider
+
+
+def unregister(name: str) -> None:
+    """Forget a provider added with :func:`register` (unpatching it first)."""
+    unpatch(name)
+    _registered.pop(name, None)
+
+
+def _table() -> dict[str, str | Provider]:
+    table: dict[str, str | Provider] = dict(_BUILTIN)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        table.setdefault(ep.name, ep.value)
+    table.update(_registered)
+    return table
+
+
+def providers() -> list[str]:
+    """Return the names of every known provider: built-in, entry points, registered."""
+    return sorted(_table())
+
+
 def _load(name: str) -> Provider:
-    module, _, attr = _BUILTIN[name].partition(":")
+    try:
+        ref = _table()[name]
+    except KeyError:
+        known = ", ".join(providers())
+        raise ValueError(f"unknown provider {name!r}; known providers: {known}") from None
+    if not isinstance(ref, str):
+        return ref
+    module, _, attr = ref.partition(":")
     prov: Provider = getattr(import_module(module), attr)
     return prov
 
@@ -48,7 +104,8 @@ def patch(name: str, explicit: bool = True) -> bool:
     """Install the wrappers of provider ``name`` (idempotent).
 
     Args:
-        name: ``"openai"`` or ``"anthropic"``.
+        name: ``"openai"``, ``"anthropic"``, or a provider added by an entry point
+            or :func:`register`.
         explicit: raise ImportError when the SDK is missing (else return False).
 
     Returns:
@@ -56,8 +113,16 @@ def patch(name: str, explicit: bool = True) -> bool:
 
     Raises:
         ImportError: ``explicit`` and the SDK is not installed.
+        ValueError: no provider has this name.
     """
-    return _patching.install(name, _load(name), explicit)
+    if explicit:
+        return _patching.install(name, _load(name), explicit)
+    try:
+        prov = _load(name)
+    except ImportError as exc:  # a plugin whose module cannot be imported: skipped, said once
+        logger.warning("logos_shift: provider %r cannot be loaded (%s); not patched", name, exc)
+        return False
+    return _patching.install(name, prov, explicit)
 
 
 def unpatch(name: str) -> None:
@@ -105,7 +170,7 @@ def patch_all() -> list[str]:
     Returns:
         The names of the providers patched after the call.
     """
-    for name in _BUILTIN:
+    for name in providers():
         patch(name, explicit=False)
     return patched()
 
@@ -122,5 +187,5 @@ def unpatch_anthropic() -> None:
 
 def unpatch_all() -> None:
     """Remove every wrapper logos_shift installed."""
-    for name in list(_BUILTIN):
+    for name in patched():
         unpatch(name)

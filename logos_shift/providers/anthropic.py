@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ._stainless import derive_endpoint
 from .base import Provider, Target
 
 _MSG = "anthropic.resources.messages.messages"
@@ -139,4 +140,5 @@ PROVIDER = Provider(
     min_version=(0, 49),
     max_version=(3,),
     targets=_targets(),
+    derive_endpoint=derive_endpoint,
 )

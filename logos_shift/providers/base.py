@@ -64,6 +64,12 @@ class Provider:
         usage_only: ``usage_only(chunk)`` is true for the usage-only chunk that
             ``stream_options.include_usage`` adds (hidden when logos_shift injected it).
         stream_usage_option: the request option that asks for stream usage, if any.
+        derive_endpoint: ``derive_endpoint(resource, base_url, api_key)`` returns
+            an SDK resource like ``resource`` on a client derived from the
+            caller's for another endpoint (``api_key`` ``None`` keeps the
+            caller's key), so a route variant with a ``base_url`` can be
+            served there; ``None`` means this SDK cannot (such variants then
+            keep the caller's model and endpoint, with a warning).
     """
 
     name: str
@@ -73,6 +79,7 @@ class Provider:
     targets: tuple[Target, ...]
     usage_only: Callable[[Any], bool] | None = None
     stream_usage_sources: frozenset[str] = field(default_factory=frozenset)
+    derive_endpoint: Callable[[Any, str, str | None], Any] | None = None
 
 
 def parse_version(text: str) -> tuple[int, ...]:

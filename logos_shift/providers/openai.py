@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._stainless import derive_endpoint
 from .base import Provider, Target
 
 _CHAT = "openai.resources.chat.completions.completions"
@@ -274,4 +275,5 @@ PROVIDER = Provider(
     targets=_targets(),
     usage_only=usage_only,
     stream_usage_sources=frozenset({"openai.chat.completions"}),
+    derive_endpoint=derive_endpoint,
 )

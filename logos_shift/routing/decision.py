@@ -6,6 +6,8 @@ call path only picks a prebuilt, immutable :class:`Decision`.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -15,6 +17,7 @@ from .bucketing import thresholds
 from .config import BreakerConfig, RouteConfig, RouterConfig
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+logger = logging.getLogger("logos_shift")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,85 @@ class Decision:
     def is_variant(self) -> bool:
         """True when a variant (not control or holdout) serves the call."""
         return self.arm == "variant"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Another endpoint a variant is served from.
+
+    Attributes:
+        base_url: the SDK's base URL for that endpoint.
+        api_key: its key (read from the variant's ``api_key_env``), or ``None``
+            to keep the caller's key (no ``api_key_env`` named).
+    """
+
+    base_url: str
+    api_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """A request with a routing decision applied.
+
+    Attributes:
+        kwargs: the request's keyword arguments to send (a new dict).
+        endpoint: the endpoint to send them to; ``None`` keeps the caller's client.
+    """
+
+    kwargs: dict[str, Any]
+    endpoint: Endpoint | None = None
+
+
+_warned_keys: set[str] = set()
+
+
+def apply(decision: Decision, request: Mapping[str, Any]) -> Applied | None:
+    """Apply a decision to an SDK request: the one place routing changes a request.
+
+    Sets the decision's ``model``, then its ``param_overrides``; a variant with
+    a ``base_url`` is sent to that endpoint (with the key from its
+    ``api_key_env``) through a client derived from the caller's, which the
+    capture core builds and caches per endpoint: the caller's own client is
+    never changed.  Falling back to control re-sends the *original* request
+    on the caller's client.
+
+    Args:
+        decision: what the router chose.
+        request: the caller's keyword arguments (not modified).
+
+    Returns:
+        The request to send, or ``None`` when the decision cannot be applied:
+        its ``api_key_env`` is not set in the environment (logged once per
+        name); the call then keeps its own model and endpoint, because the
+        caller's key must not be sent to another endpoint.
+
+    Example:
+        >>> d = Decision(route="r", variant="ft", arm="variant", model="ft-1",
+        ...              control_model="base", param_overrides={"temperature": 0})
+        >>> apply(d, {"model": "base", "messages": []}).kwargs
+        {'model': 'ft-1', 'messages': [], 'temperature': 0}
+    """
+    endpoint = None
+    if decision.base_url is not None and decision.is_variant:
+        key = None
+        if decision.api_key_env is not None:
+            key = os.environ.get(decision.api_key_env)
+            if not key:
+                if decision.api_key_env not in _warned_keys:
+                    _warned_keys.add(decision.api_key_env)
+                    logger.warning(
+                        "logos_shift: route %r variant %r names api_key_env=%s, which is not "
+                        "set: its calls keep the caller's model and endpoint",
+                        decision.route, decision.variant, decision.api_key_env,
+                    )  # fmt: skip
+                return None
+        endpoint = Endpoint(decision.base_url, key)
+    send = dict(request)
+    if decision.model:
+        send["model"] = decision.model
+    if decision.param_overrides:
+        send.update(decision.param_overrides)
+    return Applied(send, endpoint)
 
 
 class Compiled:

@@ -36,6 +36,9 @@ def _text_problem(value: str) -> str | None:
     return None
 
 
+_NOT_FOR_CALLABLE = "cannot apply to a callable variant (it serves a function, not an SDK request)"
+
+
 def _type_name(value: object) -> str:
     if value is None:
         return "null"
@@ -283,6 +286,15 @@ class Validator:
             if "model" in overrides:
                 self.err(f"{vp}.param_overrides.model", "use the variant's model field")
             weight = self.num(sub, "weight", vp, default=1.0, positive=True)
+            if call is not None:
+                # A callable variant serves a decorated function: there is no
+                # SDK request to send elsewhere or to change, so these fields
+                # would be silently ignored; refuse them instead.
+                for key in ("base_url", "api_key_env", "param_overrides"):
+                    if key in sub:
+                        self.err(f"{vp}.{key}", _NOT_FOR_CALLABLE)
+            elif "api_key_env" in sub and "base_url" not in sub:
+                self.err(f"{vp}.api_key_env", "needs base_url (the endpoint the key is for)")
             out.append(
                 rc.VariantConfig(
                     name=name or f"#{i}",

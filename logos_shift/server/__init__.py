@@ -2,9 +2,9 @@
 
 Programmatic use::
 
-    from logos_shift.server import create_app, serve_in_thread
+    from logos_shift.server import RolloutSettings, create_app, serve_in_thread
 
-    app = create_app("sqlite:///logos.db")
+    app = create_app("sqlite:///logos.db", rollout=RolloutSettings(interval_s=5.0))
     with serve_in_thread(app) as server:
         print(server.url)
 
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .finetune.backend import FineTuneBackend as FineTuneBackend
     from .outbound import AddressPolicy as AddressPolicy
     from .rollout.service import RolloutService as RolloutService
+    from .rollout.types import RolloutSettings as RolloutSettings
     from .settings import Backend as Backend
     from .settings import Limits as Limits
     from .settings import RateLimits as RateLimits
@@ -55,6 +56,7 @@ _EXPORTS = {
     "PortInUse": "._serve",
     "RateLimits": ".settings",
     "RolloutService": ".rollout.service",
+    "RolloutSettings": ".rollout.types",
     "RunningServer": "._serve",
     "ServerSettings": ".settings",
     "bind": "._serve",

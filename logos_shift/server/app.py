@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -13,12 +14,15 @@ from fastapi import FastAPI
 
 from .deps import TooLarge
 from .errors import error_response, install
+from .events import Events
+from .finetune.backend import BackendFactory
 from .ratelimit import RateLimiter
+from .rollout.types import RolloutSettings
 from .settings import Limits, ServerSettings
 from .store.db import Database
 from .store.migrations import migrate
 
-__all__ = ["Guard", "create_app"]
+__all__ = ["Guard", "create_app", "loop_options"]
 
 logger = logging.getLogger("logos_shift.server")
 
@@ -129,11 +133,50 @@ class Guard:
                 await too_large(scope, receive, send)
 
 
+#: The rollout loop's timings from the environment, read in this one place.
+_LOOP_ENV = {
+    "interval_s": ("LOGOS_SHIFT_ROLLOUT_INTERVAL_S", 5.0),
+    "debounce_s": ("LOGOS_SHIFT_ROLLOUT_DEBOUNCE_S", 1.0),
+    "lease_s": ("LOGOS_SHIFT_ROLLOUT_LEASE_S", 10.0),
+}
+
+
+def loop_options(environ: Mapping[str, str] | None = None) -> dict[str, float]:
+    """Return the rollout loop's ``interval_s``, ``debounce_s`` and ``lease_s``.
+
+    Each comes from ``$LOGOS_SHIFT_ROLLOUT_INTERVAL_S`` / ``_DEBOUNCE_S`` /
+    ``_LEASE_S`` when set (seconds), else its default (5, 1 and 10).
+
+    Args:
+        environ: the environment (default: ``os.environ``).
+
+    Returns:
+        The keyword arguments of :meth:`RolloutService.start`.
+
+    Raises:
+        ValueError: a value is not a positive number.
+    """
+    env = os.environ if environ is None else environ
+    out = {}
+    for key, (var, default) in _LOOP_ENV.items():
+        raw = env.get(var)
+        try:
+            value = default if raw in (None, "") else float(str(raw))
+        except ValueError:
+            value = float("nan")
+        if not 0 < value < float("inf"):
+            raise ValueError(f"${var} must be a positive number of seconds, not {raw!r}")
+        out[key] = value
+    return out
+
+
 def create_app(
     database: str | Database = "sqlite:///logos.db",
     *,
     limits: Limits | None = None,
     settings: ServerSettings | None = None,
+    rollout: RolloutSettings | None = None,
+    backend_factory: BackendFactory | None = None,
     run_migrations: bool = True,
     extensions: bool = True,
 ) -> FastAPI:
@@ -146,24 +189,37 @@ def create_app(
         settings: what the operator configures: backends, outbound policy, quotas,
             limits, rate limits (default: :meth:`ServerSettings.load`, i.e. the file
             named by ``$LOGOS_SHIFT_SERVER_CONFIG`` and the environment).
+        rollout: how fine-tunes and rollouts run: loop interval and debounce, leader
+            lease, job timeout and polls, webhook retries (default:
+            ``RolloutSettings()``).
+        backend_factory: builds the fine-tuning backend from ``(base_url, api_key)``
+            of the backend a launch chose (your own :class:`FineTuneBackend`);
+            None: the OpenAI-compatible client.
         run_migrations: upgrade the schema in place before serving.
         extensions: install the fine-tuning and rollout endpoints and service.
 
     Returns:
         The FastAPI app; ``app.state.db`` is the database, ``app.state.settings``
-        the settings.
+        the settings, ``app.state.rollout`` the rollout service (with extensions).
 
     Example:
-        >>> app = create_app("sqlite:///logos.db")  # doctest: +SKIP
+        >>> from logos_shift.server import RolloutSettings
+        >>> app = create_app(
+        ...     "sqlite:///logos.db",
+        ...     rollout=RolloutSettings(interval_s=2.0),
+        ...     backend_factory=lambda url, key: MyBackend(url, key),
+        ... )  # doctest: +SKIP
     """
     from . import api
     from .api import rollout as rollout_api
+    from .rollout.service import RolloutService
 
     owned = isinstance(database, str)
     settings = settings if settings is not None else ServerSettings.load()
     if limits is not None:
         settings = dataclasses.replace(settings, limits=limits)
     limits = settings.limits
+    loop = loop_options()  # a bad value is an error now, not once serving
     db = Database(database) if isinstance(database, str) else database
     if run_migrations:
         migrate(db)
@@ -171,6 +227,10 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         logger.info("server started", extra={"database": db.engine.url.render_as_string()})
+        rollout = getattr(app.state, "rollout", None)
+        if rollout is not None:
+            # Evaluations and transitions run on the loop's thread, never a request's.
+            rollout.start(events=app.state.events, **loop)
         yield
         for service in installed:
             close = getattr(service, "close", None)
@@ -190,11 +250,23 @@ def create_app(
     app.state.limits = limits
     app.state.settings = settings
     app.state.rate_limiter = RateLimiter(settings.rate_limits)
+    app.state.events = Events()
     install(app)
     app.include_router(api.build_router(limits))
     installed: list[object] = []
     if extensions:
-        installed.append(rollout_api.install(app))
+        rs = rollout or RolloutSettings()
+        service = RolloutService(
+            db,
+            backend_factory=backend_factory,
+            job_timeout_s=rs.job_timeout_s,
+            poll_s=rs.poll_s,
+            webhook_retries=rs.webhook_retries,
+            webhook_backoff_s=rs.webhook_backoff_s,
+            settings=settings,
+        )
+        app.state.rollout_settings = rs
+        installed.append(rollout_api.install(app, service))
     app.add_middleware(Guard, limits=limits)
     _document_records(app)
     return app

@@ -1,0 +1,1 @@
+"""Contract tests: each capture rule on every entry point registered in ``drivers.py``."""

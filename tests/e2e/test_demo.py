@@ -11,7 +11,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_full_loop_demo(tmp_path: Path) -> None:
-    """The demo fine-tunes, advances stage by stage to promoted, then rolls a worse model back."""
+    """The demo fine-tunes, advances stage by stage to promoted, then rolls a worse model back.
+
+    It sends traffic and feedback only: every step is the server's own decision,
+    printed from the rollout's event log as it happens.
+    """
+    assert "/evaluate" not in (ROOT / "examples" / "full_loop.py").read_text()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("OPENAI_", "ANTHROPIC_", "LOGOS_SHIFT_"))}  # fmt: skip
     env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
@@ -25,6 +30,9 @@ def test_full_loop_demo(tmp_path: Path) -> None:
     for pct in ("5%", "10%", "25%", "50%"):
         assert f"advancing to {pct}" in out
     assert "non-inferior: success" in out
+    assert "[server," in out
+    assert "promote (canary => promoted, 100% on the variant)" in out
+    assert "rollback (canary => rolled_back, 0% on the variant)" in out
     assert "feedback success worse than control by more than 0.1" in out
     assert "job succeeded" in out
     assert "clients now get 100% on ft:gpt-4o-mini:fake:support:" in out

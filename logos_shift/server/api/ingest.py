@@ -17,6 +17,7 @@ from logos_shift._capture import record as _ids  # record ids are part of the re
 from logos_shift._capture import record as _records
 from logos_shift.server.deps import DB, IngestKey, TooLarge
 from logos_shift.server.errors import ApiError
+from logos_shift.server.events import Events, datasets_of
 from logos_shift.server.settings import Limits
 from logos_shift.server.store.db import Database
 from logos_shift.server.store.ingest import ingest
@@ -89,9 +90,20 @@ def _decode_batch(raw: bytes, encoding: str, limits: Limits) -> list[dict[str, A
 
 def _ingest_sync(
     db: Database, project_id: int, raw: bytes, encoding: str, limits: Limits
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], frozenset[str]]:
     records = _decode_batch(raw, encoding, limits)
-    return ingest(db, project_id, records, limits.max_record_bytes).as_json()
+    result = ingest(db, project_id, records, limits.max_record_bytes)
+    stored = (
+        rec for rec, res in zip(records, result.results, strict=True) if res["status"] == "ok"
+    )
+    return result.as_json(), datasets_of(stored)
+
+
+def _published(request: Request, project_id: int, datasets: frozenset[str]) -> None:
+    """Tell the rollout loop (``app.state.events``) which datasets received records."""
+    events: Events | None = getattr(request.app.state, "events", None)
+    if events is not None:
+        events.records_arrived(project_id, datasets)
 
 
 def add_routes(router: APIRouter, limits: Limits) -> None:
@@ -139,9 +151,10 @@ def add_routes(router: APIRouter, limits: Limits) -> None:
                 raise TooLarge(limits.max_ingest_bytes)
             chunks.append(chunk)
         encoding = request.headers.get("content-encoding", "").strip().lower()
-        body = await run_in_threadpool(
+        body, datasets = await run_in_threadpool(
             _ingest_sync, db, principal.project_id, b"".join(chunks), encoding, limits
         )
+        _published(request, principal.project_id, datasets)
         logger.info(
             "ingest",
             extra={
@@ -166,7 +179,7 @@ def add_routes(router: APIRouter, limits: Limits) -> None:
         },
     )
     def feedback_endpoint(
-        body: FeedbackIn, principal: IngestKey, db: DB, response: Response
+        body: FeedbackIn, principal: IngestKey, db: DB, request: Request, response: Response
     ) -> FeedbackOut:
         """Give feedback by logos id or provider response id; idempotent on `id`.
 
@@ -190,6 +203,8 @@ def add_routes(router: APIRouter, limits: Limits) -> None:
         res = ingest(db, principal.project_id, [record], limits.max_record_bytes).results[0]
         if res["status"] == "error":
             raise ApiError(422, res["error"])
+        if res["status"] == "ok":
+            _published(request, principal.project_id, datasets_of([record]))
         with db.read() as conn:
             call_id = conn.execute(
                 sa.select(feedback.c.call_id).where(

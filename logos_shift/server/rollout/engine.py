@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from logos_shift.server.stats import sequential
-from logos_shift.server.stats.intervals import percentile
+from logos_shift.server.stats.sketch import LatencySketch
 
 from .types import ArmStats, Evidence, Policy, RolloutState, Status, TransitionError
 
@@ -231,8 +231,8 @@ def on_offline_eval(
     return Decision("rollback", new, state, (reason,), numbers)
 
 
-def _p95(values: tuple[float, ...]) -> float:
-    return percentile(values, 95) or 0.0
+def _p95(sketch: LatencySketch) -> float:
+    return sketch.quantile(95) or 0.0
 
 
 def _harm(policy: Policy, ev: Evidence) -> tuple[list[str], dict[str, Any]]:
@@ -261,20 +261,20 @@ def _harm(policy: Policy, ev: Evidence) -> tuple[list[str], dict[str, Any]]:
             f"{_rate(c.errors, c.calls):.3f}: lower bound of the difference {er.lower:+.4f} "
             f"> {policy.error_rate_max_delta:+.4f}"
         )
-    if min(len(v.latencies_ms), len(c.latencies_ms)) >= policy.min_harm_n:
-        limit = _p95(c.latencies_ms) * policy.p95_latency_ratio_max
-        over = sum(1 for x in v.latencies_ms if x > limit)
-        lat = sequential.proportion_above(over, len(v.latencies_ms), a, n_star)
+    if min(v.latency.n, c.latency.n) >= policy.min_harm_n:
+        limit = _p95(c.latency) * policy.p95_latency_ratio_max
+        over = v.latency.count_above(limit)
+        lat = sequential.proportion_above(over, v.latency.n, a, n_star)
         numbers["latency"] = {
-            "control_p95_ms": round(_p95(c.latencies_ms), 2),
-            "variant_p95_ms": round(_p95(v.latencies_ms), 2),
+            "control_p95_ms": round(_p95(c.latency), 2),
+            "variant_p95_ms": round(_p95(v.latency), 2),
             "limit_ms": round(limit, 2),
             "share_over_limit": lat.to_json(),
         }
         if lat.lower > 0.05:
             breaches.append(
                 f"p95 latency beyond {policy.p95_latency_ratio_max:g}x control "
-                f"({_p95(v.latencies_ms):.0f} ms vs limit {limit:.0f} ms): lower bound of the "
+                f"({_p95(v.latency):.0f} ms vs limit {limit:.0f} ms): lower bound of the "
                 f"share over the limit {lat.lower:.3f} > 0.05"
             )
     if min(v.cost_n, c.cost_n) >= policy.min_harm_n:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from logos_shift.server.store import routes
 from logos_shift.server.store.db import Database
 from logos_shift.server.store.rollouts import RolloutRow
@@ -9,7 +11,7 @@ from logos_shift.server.store.rollouts import RolloutRow
 from . import engine
 from .types import Status
 
-__all__ = ["sync_route"]
+__all__ = ["serving_model", "sync_route"]
 
 
 def sync_route(db: Database, project_id: int, row: RolloutRow, d: engine.Decision) -> None:
@@ -26,18 +28,18 @@ def sync_route(db: Database, project_id: int, row: RolloutRow, d: engine.Decisio
         return
     name = st.route
     route = routes.get_route(db, project_id, name) or {
-        "match": {"dataset": row.info["dataset"]},
-        "control": {"name": "control", "model": row.info.get("control_model")},
+        "match": {"dataset": row.dataset},
+        "control": {"name": "control", "model": st.control_model},
         "variants": [],
         "assignment": {"unit": "user_id", "seed": name},
     }
     # The rollout owns the route's variants: exactly the model under test, so a
     # previous (promoted or rolled-back) variant never shares its traffic.
     route["variants"] = [
-        {"name": str(row.info["variant_name"]), "model": st.variant_model, "fallback": True}
+        {"name": str(row.variant_name), "model": st.variant_model, "fallback": True}
     ]
-    if d.action in ("start_canary", "start_eval") and row.info.get("control_model"):
-        route["control"] = {**route["control"], "model": row.info["control_model"]}
+    if d.action in ("start_canary", "start_eval") and st.control_model:
+        route["control"] = {**route["control"], "model": st.control_model}
     hold = row.policy.holdout_pct
     pct = min(engine.variant_pct(st), 1.0 - hold)
     route["rollout"] = {
@@ -52,3 +54,26 @@ def sync_route(db: Database, project_id: int, row: RolloutRow, d: engine.Decisio
         a["bucket_version"] = int(a.get("bucket_version") or 1) + 1
         route["assignment"] = a
     routes.put_route(db, project_id, name, route)
+
+
+def serving_model(route: dict[str, Any] | None) -> str | None:
+    """Return the model a route serves its traffic with now (what a new rollout's control is).
+
+    After a promotion that is the promoted variant's model; otherwise the
+    control's.  A rollout that failed before its canary never touched the route,
+    so the route still says what it serves.
+
+    Args:
+        route: the route's JSON (None: no route).
+
+    Returns:
+        The model, or None when there is no route (or it names no model).
+    """
+    if route is None:
+        return None
+    variants = route.get("variants") or []
+    if (route.get("rollout") or {}).get("state") == Status.PROMOTED.value and variants:
+        model = variants[0].get("model")
+    else:
+        model = (route.get("control") or {}).get("model")
+    return str(model) if model else None

@@ -7,12 +7,15 @@ import itertools
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from logos_shift.server.stats.sketch import LatencySketch
+
 __all__ = [
     "ArmStats",
     "Baseline",
     "Evidence",
     "FinetuneRequest",
     "Policy",
+    "RolloutSettings",
     "RolloutState",
     "Status",
     "TransitionError",
@@ -153,7 +156,7 @@ class ArmStats:
         cost_n: calls with a known cost.
         cost_sum: their total cost.
         cost_sumsq: the sum of squared costs.
-        latencies_ms: latencies of (a sample of) successful calls.
+        latency: the latencies of its successful calls (a log-bucket sketch).
     """
 
     calls: int = 0
@@ -163,7 +166,7 @@ class ArmStats:
     cost_n: int = 0
     cost_sum: float = 0.0
     cost_sumsq: float = 0.0
-    latencies_ms: tuple[float, ...] = ()
+    latency: LatencySketch = field(default_factory=LatencySketch)
 
 
 @dataclass(frozen=True)
@@ -263,6 +266,43 @@ class RolloutState:
         d["paused_from"] = Status(d["paused_from"]) if d.get("paused_from") else None
         d["base"] = Baseline(**d.get("base", {}))
         return cls(**d)
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    """How the server runs fine-tunes and rollouts (``create_app(rollout=...)``).
+
+    Attributes:
+        interval_s: seconds between the rollout loop's ticks (time-based gates such
+            as ``min_stage_s``, job polls, stale stages).
+        debounce_s: delay that batches the evaluations new records trigger.
+        lease_s: how long the loop's leader lease lasts without a heartbeat (another
+            server takes over within two lease periods of the leader's death).
+        job_timeout_s: give up on a fine-tuning job after this long.
+        poll_s: ``(initial, max)`` seconds between polls of a running job.
+        webhook_retries: extra attempts after a failed webhook delivery.
+        webhook_backoff_s: first delay between webhook attempts (doubles).
+    """
+
+    interval_s: float = 5.0
+    debounce_s: float = 1.0
+    lease_s: float = 10.0
+    job_timeout_s: float = 24 * 3600.0
+    poll_s: tuple[float, float] = (0.5, 30.0)
+    webhook_retries: int = 3
+    webhook_backoff_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if min(self.interval_s, self.lease_s, self.job_timeout_s) <= 0 or self.debounce_s < 0:
+            raise ValueError(
+                "RolloutSettings: interval_s, lease_s and job_timeout_s must be > 0, "
+                "debounce_s >= 0"
+            )
+        if not 0 < self.poll_s[0] <= self.poll_s[1] or self.webhook_retries < 0:
+            raise ValueError(
+                "RolloutSettings: poll_s must be (initial, max) with 0 < initial <= max, "
+                "webhook_retries >= 0"
+            )
 
 
 @dataclass(frozen=True)

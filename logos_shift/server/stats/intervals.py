@@ -40,12 +40,19 @@ def wilson(successes: float, n: int, z: float = Z95) -> tuple[float, float] | No
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Linear-interpolated percentile of ``values``.
+def percentile(
+    values: Sequence[float], q: float, weights: Sequence[int] | None = None
+) -> float | None:
+    """Linear-interpolated percentile of ``values``, optionally weighted by counts.
+
+    With ``weights`` each value stands for that many equal observations (a
+    histogram's bucket representatives and their counts): the result is the one
+    the expanded sample would give, computed without expanding it.
 
     Args:
         values: the sample (any order).
         q: the percentile, 0-100.
+        weights: how many observations each value stands for (default: one each).
 
     Returns:
         The value, or None for an empty sample.
@@ -53,11 +60,26 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     Example:
         >>> percentile([1, 2, 3, 4], 50)
         2.5
+        >>> percentile([1, 2], 50, weights=[3, 1])
+        1.0
     """
-    if not values:
+    if weights is None:
+        weights = [1] * len(values)
+    pairs = sorted((v, w) for v, w in zip(values, weights, strict=True) if w > 0)
+    total = sum(w for _, w in pairs)
+    if not total:
         return None
-    data = sorted(values)
-    pos = (len(data) - 1) * q / 100.0
+    pos = (total - 1) * q / 100.0
     lo = math.floor(pos)
-    hi = min(lo + 1, len(data) - 1)
-    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+    hi = min(lo + 1, total - 1)
+    return _at(pairs, lo) + (_at(pairs, hi) - _at(pairs, lo)) * (pos - lo)
+
+
+def _at(pairs: Sequence[tuple[float, int]], rank: int) -> float:
+    """The value of the ``rank``-th observation (0-based) of sorted ``(value, count)`` pairs."""
+    seen = 0
+    for value, count in pairs:
+        seen += count
+        if rank < seen:
+            return value
+    return pairs[-1][0]

@@ -118,6 +118,7 @@ class Database:
                 ) from None
         self.dialect: str = self.engine.dialect.name
         self._write_lock = threading.Lock() if self.dialect == "sqlite" else None
+        self._tx = threading.local()
         #: project id -> (config version, config, ETag); see ``_routes_store``.
         self.config_cache: dict[int, tuple[int, dict[str, Any], str]] = {}
 
@@ -125,14 +126,27 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """Open a write transaction; commit on success, roll back on error.
 
+        A write opened inside another write of the same thread joins the outer
+        transaction (one commit at the end of the outermost).
+
         Yields:
             The connection, inside the transaction.
         """
+        outer: Connection | None = getattr(self._tx, "conn", None)
+        if outer is not None:
+            # Nested in a write of this thread: it joins that transaction, so a
+            # rollout transition (state, event, route) commits or fails as one.
+            yield outer
+            return
         lock = self._write_lock if self._write_lock is not None else nullcontext()
         with lock, self.engine.connect() as conn:
             conn = conn.execution_options(logos_write=True)
             with conn.begin():
-                yield conn
+                self._tx.conn = conn
+                try:
+                    yield conn
+                finally:
+                    self._tx.conn = None
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

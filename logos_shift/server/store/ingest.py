@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
+from . import aggregates
 from .db import Database
 from .records import CallRecord, FeedbackRecord, parse_ts
 from .schema import calls, feedback
@@ -239,11 +240,34 @@ def ingest(
         return out
     with db.write() as conn:
         _insert(db, conn, calls, project_id, call_rows, out)
-        _insert(db, conn, feedback, project_id, fb_rows, out)
         new_calls = [row for i, row in call_rows if out.results[i]["status"] == "ok"]
+        # Counted before feedback joins them: a joined verdict then moves like any other.
+        routed = [
+            _facts(row, records[i].get("metadata"))
+            for i, row in call_rows
+            if row["route"] is not None and out.results[i]["status"] == "ok"
+        ]
+        if routed:
+            aggregates.add_calls(db, conn, project_id, routed)
+        _insert(db, conn, feedback, project_id, fb_rows, out)
         new_fb = [row for i, row in fb_rows if out.results[i]["status"] == "ok"]
-        join_pending(conn, project_id, new_calls, new_fb)
+        join_pending(conn, project_id, new_calls, new_fb, db)
     return out
+
+
+def _facts(row: dict[str, Any], metadata: Any) -> aggregates.CallFacts:
+    return aggregates.CallFacts(
+        route=row["route"],
+        arm=row["variant"],
+        ts=row["ts"],
+        failed=bool(row["is_error"] or row["fallback"]),
+        model=row["served_model"] or row["requested_model"],
+        input_tokens=row["input_tokens"],
+        output_tokens=row["output_tokens"],
+        latency_ms=row["latency_ms"],
+        outcome=row["outcome"],
+        metadata=metadata,
+    )
 
 
 def _insert(
@@ -323,6 +347,7 @@ def join_pending(
     project_id: int,
     new_calls: Sequence[dict[str, Any]],
     new_feedback: Sequence[dict[str, Any]],
+    db: Database | None = None,
 ) -> set[str]:
     """Join unjoined feedback to calls after new calls and/or feedback arrived.
 
@@ -331,6 +356,7 @@ def join_pending(
         project_id: the project.
         new_calls: rows of calls just inserted.
         new_feedback: rows of feedback just inserted.
+        db: the database (its rollouts' evidence follows the changed verdicts).
 
     Returns:
         Ids of the calls whose feedback summary changed.
@@ -384,17 +410,21 @@ def join_pending(
         updates,
     )
     touched = {u["cid"] for u in updates}
-    refresh_summaries(conn, project_id, touched)
+    refresh_summaries(conn, project_id, touched, db)
     return touched
 
 
-def refresh_summaries(conn: Connection, project_id: int, call_ids: Iterable[str]) -> None:
+def refresh_summaries(
+    conn: Connection, project_id: int, call_ids: Iterable[str], db: Database | None = None
+) -> None:
     """Recompute each call's outcome, score and feedback count from its feedback.
 
     Args:
         conn: a connection inside a write transaction.
         project_id: the project.
         call_ids: the calls to refresh.
+        db: the database; when given, the evidence of the calls' rollouts follows
+            each changed verdict (:func:`.aggregates.change_outcomes`).
     """
     ids = sorted(set(call_ids))
     latest: dict[str, tuple[float, str, str, float | None]] = {}
@@ -413,6 +443,8 @@ def refresh_summaries(conn: Connection, project_id: int, call_ids: Iterable[str]
         for cid in ids
         if cid in latest
     ]
+    if params and db is not None:
+        _move_verdicts(db, conn, project_id, {cid: latest[cid][2] for cid in ids if cid in latest})
     if params:
         conn.execute(
             calls.update()
@@ -422,3 +454,24 @@ def refresh_summaries(conn: Connection, project_id: int, call_ids: Iterable[str]
             ),
             params,
         )
+
+
+def _move_verdicts(db: Database, conn: Connection, project_id: int, new: dict[str, str]) -> None:
+    """Tell the evidence aggregates which routed calls' latest verdict changes (before it does)."""
+    changes: list[tuple[aggregates.CallFacts, str | None]] = []
+    cols = (calls.c.id, calls.c.route, calls.c.variant, calls.c.ts, calls.c.is_error,
+            calls.c.fallback, calls.c.outcome)  # fmt: skip
+    for chunk in _chunks(sorted(new)):
+        query = sa.select(*cols).where(
+            calls.c.project_id == project_id, calls.c.id.in_(chunk), calls.c.route.is_not(None)
+        )
+        for r in conn.execute(query):
+            if r.variant is None or r.outcome == new[r.id]:
+                continue
+            fact = aggregates.CallFacts(
+                str(r.route), str(r.variant), float(r.ts), bool(r.is_error) or bool(r.fallback),
+                None, None, None, None, new[r.id],
+            )  # fmt: skip
+            changes.append((fact, r.outcome))
+    if changes:
+        aggregates.change_outcomes(db, conn, project_id, changes)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from logos_shift.export import to_openai_chat
 
@@ -134,6 +135,7 @@ def scan(
     project_id: int,
     f: CallFilter,
     columns: Sequence[sa.ColumnElement[Any]] | None = None,
+    conn: Connection | None = None,
 ) -> Iterator[Any]:
     """Stream every call matching ``f`` (the server's one calls scan).
 
@@ -145,13 +147,17 @@ def scan(
         project_id: the project.
         f: which calls.
         columns: the columns to read (default: every column of ``calls``).
+        conn: read inside this transaction (default: a read transaction of its own).
 
     Yields:
         Result rows (attribute access by column name or label).
     """
     query = sa.select(*(columns if columns is not None else calls.c)).where(*_where(project_id, f))
-    with db.read() as conn:
-        yield from conn.execution_options(yield_per=_PAGE).execute(query)
+    if conn is not None:
+        yield from conn.execute(query, execution_options={"yield_per": _PAGE})
+        return
+    with db.read() as own:
+        yield from own.execute(query, execution_options={"yield_per": _PAGE})
 
 
 def list_datasets(db: Database, project_id: int) -> list[dict[str, Any]]:

@@ -1,99 +1,192 @@
-"""Persistence of rollouts: state, events and the failures kept for the next dataset.
+"""Persistence of rollouts: typed state, events and the failures kept for the next dataset.
 
-Three tables of its own (``rollouts``, ``rollout_events``, ``rollout_failures``)
-created with ``checkfirst`` next to the server's schema.  ``rollout_failures``
-keeps the inputs a rolled-back model failed on, for the next dataset.
+The tables (``rollouts``, ``rollout_events``, ``rollout_failures``) are part of the
+versioned schema (:mod:`.schema`, created and upgraded by :mod:`.migrations`).
+A rollout is a :class:`RolloutRow`: the engine's :class:`RolloutState`, the policy
+and the service's own fields, one column each.  ``rollout_failures`` keeps the
+inputs a rolled-back model failed on, for the next dataset.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
-from logos_shift.server.rollout.types import Policy, RolloutState
+from logos_shift.server.rollout.types import Baseline, Policy, RolloutState, Status
 
+from . import aggregates
 from .db import Database
+from .schema import rollout_events, rollout_failures, rollouts
 
 __all__ = [
     "RolloutRow",
+    "active",
     "add_event",
     "add_failures",
-    "ensure_tables",
     "failure_call_ids",
     "failure_hashes",
     "list_events",
     "list_failures",
     "load",
+    "lock_state",
     "save",
 ]
 
-metadata = sa.MetaData()
 
-rollouts = sa.Table(
-    "rollouts",
-    metadata,
-    sa.Column("project_id", sa.Integer, primary_key=True),
-    sa.Column("route", sa.Text, primary_key=True),
-    sa.Column("state", sa.Text, nullable=False),
-    sa.Column("policy", sa.Text, nullable=False),
-    # Everything else the service keeps (job, dataset counts, variant name,
-    # webhook URL, evidence start): free-form JSON.
-    sa.Column("info", sa.Text, nullable=False),
-    sa.Column("updated_at", sa.Double, nullable=False),
-)
-
-rollout_events = sa.Table(
-    "rollout_events",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("project_id", sa.Integer, nullable=False),
-    sa.Column("route", sa.Text, nullable=False),
-    sa.Column("ts", sa.Double, nullable=False),
-    sa.Column("action", sa.Text, nullable=False),
-    sa.Column("body", sa.Text, nullable=False),
-    sa.Index("ix_rollout_events_route", "project_id", "route", "id"),
-)
-
-rollout_failures = sa.Table(
-    "rollout_failures",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("project_id", sa.Integer, nullable=False),
-    sa.Column("dataset", sa.Text, nullable=False),
-    sa.Column("route", sa.Text, nullable=False),
-    sa.Column("variant_model", sa.Text, nullable=False),
-    sa.Column("call_id", sa.Text, nullable=False),
-    sa.Column("ts", sa.Double, nullable=False),
-    # "failure" (feedback), "error" (the call failed) or "fallback" (control answered).
-    sa.Column("reason", sa.Text, nullable=False),
-    sa.Column("input_hash", sa.Text),
-    sa.Column("input", sa.Text, nullable=False),
-    sa.Column("kept_at", sa.Double, nullable=False),
-    sa.UniqueConstraint("project_id", "call_id", name="uq_rollout_failures_call"),
-    sa.Index("ix_rollout_failures_dataset", "project_id", "dataset"),
-)
-
-
-def ensure_tables(db: Database) -> None:
-    """Create the rollout tables when missing.
-
-    Args:
-        db: the database.
-    """
-    with db.write() as conn:
-        metadata.create_all(conn, checkfirst=True)
-
-
+@dataclass
 class RolloutRow:
-    """A loaded rollout: state, policy and the service's extra info."""
+    """A route's rollout as stored: the engine's state plus what the service keeps.
 
-    def __init__(self, state: RolloutState, policy: Policy, info: dict[str, Any]) -> None:
-        self.state = state
-        self.policy = policy
-        self.info = info
+    Attributes:
+        state: the engine's state.
+        policy: the rollout policy.
+        dataset: the dataset the model was trained on (the route's ``match``).
+        dataset_counts: the dataset builder's counts.
+        base_model: the model fine-tuned.
+        backend: the fine-tuning backend's name.
+        backend_url: a project's own backend URL (redacted), None for a configured one.
+        webhook_url: where every event is POSTed.
+        webhook_secret: signs the webhook's deliveries (never shown after the launch).
+        job: the job's last snapshot (``JobInfo.to_json``).
+        train_file: the uploaded training file's id.
+        validation_file: the uploaded validation file's id.
+        variant_name: the variant's arm name in the route (``ft-…``).
+        canary_since: when the canary began (evidence counts calls from here).
+        rolled_back_variant: the arm name of the variant when it was rolled back.
+        kept_failures: failed calls kept at the rollback.
+        test_split: held-out ``{input, expected}`` examples for the offline evaluation.
+        generation: the route's rollout number (1, 2, …): evidence is kept per generation.
+    """
+
+    state: RolloutState
+    policy: Policy
+    dataset: str
+    dataset_counts: dict[str, Any] = field(default_factory=dict)
+    base_model: str | None = None
+    backend: str | None = None
+    backend_url: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    job: dict[str, Any] | None = None
+    train_file: str | None = None
+    validation_file: str | None = None
+    variant_name: str | None = None
+    canary_since: float | None = None
+    rolled_back_variant: str | None = None
+    kept_failures: int | None = None
+    test_split: list[dict[str, Any]] = field(default_factory=list)
+    generation: int = 0
+
+    def public(self) -> dict[str, Any]:
+        """Return what ``rollout status`` shows of the service's fields (no secret, no test split).
+
+        Returns:
+            ``{"dataset", "dataset_counts", "base_model", "backend", "backend_url",
+            "webhook_url", "control_model", "job", "files", "variant_name",
+            "canary_since", "rolled_back_variant", "kept_failures"}`` (absent when unset).
+        """
+        out: dict[str, Any] = {
+            "dataset": self.dataset,
+            "dataset_counts": self.dataset_counts,
+            "base_model": self.base_model,
+            "backend": self.backend,
+            "backend_url": self.backend_url,
+            "webhook_url": self.webhook_url,
+            "control_model": self.state.control_model,
+            "job": self.job,
+            "files": {"train": self.train_file, "validation": self.validation_file}
+            if self.train_file
+            else None,
+            "variant_name": self.variant_name,
+            "canary_since": self.canary_since,
+            "rolled_back_variant": self.rolled_back_variant,
+            "kept_failures": self.kept_failures,
+        }
+        return {k: v for k, v in out.items() if v is not None}
+
+
+def _from_db(r: Any) -> RolloutRow:
+    state = RolloutState(
+        route=str(r.route),
+        status=Status(r.status),
+        stages=tuple(float(x) for x in json.loads(r.stages)),
+        stage_index=int(r.stage_index),
+        control_model=r.control_model,
+        variant_model=r.variant_model,
+        job_id=r.job_id,
+        since=float(r.since),
+        paused_from=Status(r.paused_from) if r.paused_from else None,
+        reason=str(r.reason),
+        version=int(r.version),
+        base=Baseline(
+            int(r.base_variant_feedback),
+            int(r.base_control_feedback),
+            int(r.base_variant_calls),
+            int(r.base_control_calls),
+        ),
+    )
+    return RolloutRow(
+        state=state,
+        policy=Policy.from_json(json.loads(r.policy)),
+        dataset=str(r.dataset),
+        dataset_counts=dict(json.loads(r.dataset_counts)),
+        base_model=r.base_model,
+        backend=r.backend,
+        backend_url=r.backend_url,
+        webhook_url=r.webhook_url,
+        webhook_secret=r.webhook_secret,
+        job=json.loads(r.job) if r.job is not None else None,
+        train_file=r.train_file,
+        validation_file=r.validation_file,
+        variant_name=r.variant_name,
+        canary_since=None if r.canary_since is None else float(r.canary_since),
+        rolled_back_variant=r.rolled_back_variant,
+        kept_failures=None if r.kept_failures is None else int(r.kept_failures),
+        test_split=list(json.loads(r.test_split)),
+        generation=int(r.generation),
+    )
+
+
+def _to_db(row: RolloutRow) -> dict[str, Any]:
+    st = row.state
+    return {
+        "status": st.status.value,
+        "stages": json.dumps(list(st.stages)),
+        "stage_index": st.stage_index,
+        "control_model": st.control_model,
+        "variant_model": st.variant_model,
+        "job_id": st.job_id,
+        "since": st.since,
+        "paused_from": st.paused_from.value if st.paused_from else None,
+        "reason": st.reason,
+        "version": st.version,
+        "base_variant_feedback": st.base.variant_feedback,
+        "base_control_feedback": st.base.control_feedback,
+        "base_variant_calls": st.base.variant_calls,
+        "base_control_calls": st.base.control_calls,
+        "policy": json.dumps(row.policy.to_json()),
+        "dataset": row.dataset,
+        "dataset_counts": json.dumps(row.dataset_counts),
+        "base_model": row.base_model,
+        "backend": row.backend,
+        "backend_url": row.backend_url,
+        "webhook_url": row.webhook_url,
+        "webhook_secret": row.webhook_secret,
+        "job": json.dumps(row.job) if row.job is not None else None,
+        "train_file": row.train_file,
+        "validation_file": row.validation_file,
+        "variant_name": row.variant_name,
+        "canary_since": row.canary_since,
+        "rolled_back_variant": row.rolled_back_variant,
+        "kept_failures": row.kept_failures,
+        "test_split": json.dumps(row.test_split, default=str),
+        "updated_at": time.time(),
+    }
 
 
 def load(db: Database, project_id: int, route: str) -> RolloutRow | None:
@@ -108,59 +201,75 @@ def load(db: Database, project_id: int, route: str) -> RolloutRow | None:
         The row, or None when the route never had a rollout.
     """
     with db.read() as conn:
-        row = conn.execute(
-            sa.select(rollouts.c.state, rollouts.c.policy, rollouts.c.info).where(
-                rollouts.c.project_id == project_id, rollouts.c.route == route
-            )
-        ).first()
-    if row is None:
-        return None
-    return RolloutRow(
-        RolloutState.from_json(json.loads(row.state)),
-        Policy.from_json(json.loads(row.policy)),
-        dict(json.loads(row.info)),
-    )
+        key = (rollouts.c.project_id == project_id, rollouts.c.route == route)
+        row = conn.execute(sa.select(rollouts).where(*key)).first()
+    return None if row is None else _from_db(row)
 
 
-def active(db: Database) -> list[tuple[int, str]]:
-    """Return ``(project_id, route)`` of every rollout that may still change.
+def active(db: Database, statuses: tuple[str, ...] = ("canary", "paused")) -> list[tuple[int, str]]:
+    """Return ``(project_id, route)`` of every rollout in one of ``statuses``.
 
     Args:
         db: the database.
+        statuses: the statuses (default: those evidence may still change).
 
     Returns:
         The keys, in no particular order.
     """
+    query = sa.select(rollouts.c.project_id, rollouts.c.route).where(
+        rollouts.c.status.in_(statuses)
+    )
     with db.read() as conn:
-        rows = conn.execute(sa.select(rollouts.c.project_id, rollouts.c.route, rollouts.c.state))
-        out = []
-        for pid, route, state in rows:
-            if json.loads(state)["status"] in ("canary", "paused"):
-                out.append((int(pid), str(route)))
-    return out
+        return [(int(pid), str(route)) for pid, route in conn.execute(query)]
 
 
-def save(db: Database, project_id: int, row: RolloutRow) -> None:
+def lock_state(db: Database, project_id: int, route: str) -> RolloutState | None:
+    """Read a rollout's state in the current write, locking its row until the commit.
+
+    Args:
+        db: the database (called inside ``db.write()``, whose transaction it joins).
+        project_id: the project.
+        route: the route.
+
+    Returns:
+        The state, or None when the route has no rollout yet.
+    """
+    with db.write() as conn:
+        key = (rollouts.c.project_id == project_id, rollouts.c.route == route)
+        row = conn.execute(sa.select(rollouts).where(*key).with_for_update()).first()
+    return None if row is None else _from_db(row).state
+
+
+def save(db: Database, project_id: int, row: RolloutRow, conn: Connection | None = None) -> None:
     """Insert or replace a rollout.
+
+    A row whose ``generation`` is 0 is a new rollout of the route: it takes the
+    next generation number (``row.generation`` is set).
 
     Args:
         db: the database.
         project_id: the project.
         row: the rollout.
+        conn: a write transaction to join (default: one of its own).
     """
-    values = {
-        "state": json.dumps(row.state.to_json()),
-        "policy": json.dumps(row.policy.to_json()),
-        "info": json.dumps(row.info),
-        "updated_at": time.time(),
-    }
+    if conn is None:
+        with db.write() as own:
+            save(db, project_id, row, own)
+        return
     key = (rollouts.c.project_id == project_id, rollouts.c.route == row.state.route)
-    with db.write() as conn:
-        done = conn.execute(rollouts.update().where(*key).values(**values)).rowcount
-        if not done:
-            conn.execute(
-                rollouts.insert().values(project_id=project_id, route=row.state.route, **values)
-            )
+    if row.generation == 0:
+        last = conn.execute(sa.select(rollouts.c.generation).where(*key)).scalar()
+        row.generation = int(last or 0) + 1
+    values = {**_to_db(row), "generation": row.generation}
+    done = conn.execute(rollouts.update().where(*key).values(**values)).rowcount
+    if not done:
+        conn.execute(
+            rollouts.insert().values(project_id=project_id, route=row.state.route, **values)
+        )
+    if row.canary_since is not None and row.variant_name is not None:
+        # The times the evidence is read from start windows of the aggregates.
+        starts = {row.canary_since, row.state.since + row.policy.srm_grace_s}
+        aggregates.open_windows(db, conn, project_id, row.state.route, row.generation, starts)
 
 
 def add_event(db: Database, project_id: int, event: dict[str, Any]) -> int:

@@ -9,7 +9,9 @@ import requests
 
 from logos_shift.server import RunningServer
 
-PARAMS = {"route": "support", "name": "support", "model": "gpt-4o", "action": "pause"}
+PARAMS = {
+    "route": "support", "name": "support", "model": "gpt-4o", "action": "pause", "call_id": "c-1",
+}  # fmt: skip
 MALFORMED = [
     "Bearer", "Bearer ", "bearer", "Basic YWxhZGRpbjpvcGVuc2VzYW1l", "lsk_abc", "Token lsk_abc",
     "Bearer lsk_" + "x" * 43, "Bearer " + "lsk_" + "y" * 500, "Bearer lsk_ two words",

@@ -63,12 +63,29 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def server(db_url: str, fake_provider: FakeProvider) -> Iterator[Server]:
+def loop_timings() -> dict[str, str]:
+    """The rollout loop's timings: so slow here that only the tests' own evaluate calls decide.
+
+    The loop still polls fine-tuning jobs; override this fixture (a parametrize of the
+    same name) to let it evaluate by itself.
+    """
+    return {"INTERVAL_S": "3600", "DEBOUNCE_S": "3600", "LEASE_S": "10"}
+
+
+@pytest.fixture
+def server(
+    db_url: str,
+    fake_provider: FakeProvider,
+    loop_timings: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Server]:
     """A Logos server (SQLite, and PostgreSQL when configured) with the rollout endpoints.
 
     Its operator configured the fake provider as the backend ``fake`` (the default one),
     and lets project backend URLs reach loopback (the tests' own listeners).
     """
+    for name, value in loop_timings.items():
+        monkeypatch.setenv(f"LOGOS_SHIFT_ROLLOUT_{name}", value)
     settings = ServerSettings(
         backends={"fake": Backend("fake", fake_provider.openai_base_url, "k")},
         outbound=AddressPolicy(allow_networks=("127.0.0.0/8",)),

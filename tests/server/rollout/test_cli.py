@@ -189,7 +189,7 @@ def test_an_unknown_dataset_is_named_with_the_known_ones(
     datasets there are, instead of "only 0 training examples"."""
     _seed(server, n=3)
     argv = ["finetune", "start", "--dataset", "suport", "--base-model", "m",
-            "--backend", fake_provider.openai_base_url, *_args(server)]  # fmt: skip
+            "--backend", "fake", *_args(server)]  # fmt: skip
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert err == (
@@ -203,7 +203,7 @@ def test_a_rejected_dataset_prints_each_problem_once(
     """The 422 of a too-small dataset shows its message once, not again as details."""
     _seed(server, n=3)
     argv = ["finetune", "start", "--dataset", "support", "--base-model", "m",
-            "--backend", fake_provider.openai_base_url, *_args(server)]  # fmt: skip
+            "--backend", "fake", *_args(server)]  # fmt: skip
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert err.count("only 3 training examples") == 1, err

@@ -13,6 +13,7 @@ from logos_shift.server.rollout.engine import (
     Status,
     TransitionError,
 )
+from logos_shift.server.stats.sketch import LatencySketch
 
 H = 3600.0
 
@@ -110,8 +111,12 @@ def test_rollback_on_error_rate_with_fallbacks() -> None:
 def test_rollback_on_latency() -> None:
     """A variant whose p95 latency is far beyond 1.5x control's rolls back."""
     ev = Evidence(
-        control=ArmStats(calls=200, feedback=200, successes=170, latencies_ms=(100.0,) * 200),
-        variant=ArmStats(calls=200, feedback=200, successes=170, latencies_ms=(400.0,) * 200),
+        control=ArmStats(
+            calls=200, feedback=200, successes=170, latency=LatencySketch.of((100.0,) * 200)
+        ),
+        variant=ArmStats(
+            calls=200, feedback=200, successes=170, latency=LatencySketch.of((400.0,) * 200)
+        ),
     )
     d = _rollout.evaluate(_canary(), Policy(), ev, 60.0)
     assert d.action == "rollback"

@@ -7,6 +7,8 @@ import socket
 import time
 from typing import Any
 
+import pytest
+
 from logos_shift.testing import FakeProvider
 from tests.server.rollout.support import Server, call, feedback, seed_dataset, start_finetune
 
@@ -254,15 +256,16 @@ def test_job_timeout_leaves_route_on_control(server: Server, fake_provider: Fake
     assert "support" not in server.get("/v1/config", key=server.ingest_key).json()["routes"]
 
 
-def test_nudge_evaluates_in_background(server: Server, fake_provider: FakeProvider) -> None:
-    """After a nudge the background evaluator applies the decision without an explicit call."""
+@pytest.mark.parametrize(
+    "loop_timings", [{"INTERVAL_S": "3600", "DEBOUNCE_S": "0.05", "LEASE_S": "10"}]
+)
+def test_the_loop_decides_after_ingest(server: Server, fake_provider: FakeProvider) -> None:
+    """Traffic and feedback alone move the rollout: the server's loop evaluates the route."""
     seed_dataset(server)
     _start(server, fake_provider)
     variant = _config_route(server)["variants"][0]["name"]
     _traffic(server, variant, 200, 0.3, n_control=1800)
-    server.service.start_background(interval_s=3600, debounce_s=0.01)
-    server.service.nudge(1)
-    for _ in range(200):
+    for _ in range(400):
         if server.get("/v1/routes/support/rollout").json()["state"]["status"] == "rolled_back":
             break
         time.sleep(0.05)

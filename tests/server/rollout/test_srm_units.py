@@ -137,23 +137,22 @@ def test_the_routes_unit_key_is_used(server: Server, fake_provider: FakeProvider
     assert d["action"] == "advance", d
 
 
-def test_unreadable_record_falls_back_to_calls(server: Server, fake_provider: FakeProvider) -> None:
-    """A stored record the database cannot parse as JSON: the SRM check counts calls."""
-    import sqlalchemy as sa
-
-    from logos_shift.server.store.schema import calls
-
+def test_units_are_read_from_the_record_at_ingest(
+    server: Server, fake_provider: FakeProvider
+) -> None:
+    """Units are taken from each record as it is ingested: values a database's JSON parser
+    refuses (an escaped NUL) or that are not text still count as distinct units."""
     variant = _start(server, fake_provider)
-    recs = _user_calls(variant, [f"v{i}" for i in range(20)], [1] * 20)
-    recs += _user_calls("control", [f"c{i}" for i in range(180)], [1] * 180)
+    recs = _user_calls(variant, [f"v\x00{i}" for i in range(20)], [1] * 20)
+    recs += _user_calls("control", [f"c{i}" for i in range(170)], [1] * 170)
+    for i in range(10):  # numeric units: 10 more control units, one of them twice
+        c = call(f"n{i}", "a", route="support", variant="control", metadata={"user_id": i // 1})
+        recs += [c, feedback(c["id"], "success")]
+    c = call("n-again", "a", route="support", variant="control", metadata={"user_id": 0})
+    recs += [c, feedback(c["id"], "success")]
     server.ingest(recs)
-    db = server.service.db
-    with db.write() as conn:
-        row = conn.execute(sa.select(calls).where(calls.c.variant == variant)).mappings().first()
-        assert row is not None
-        broken = {**row, "id": row["id"][:-4] + "ffff", "record": "{not json"}
-        conn.execute(calls.insert().values(**broken))
     d = server.post("/v1/routes/support/rollout/evaluate").json()
     srm = d["numbers"]["srm"]
-    assert (srm["counted"], srm["variant"], srm["control"]) == ("calls", 21, 180)
+    assert (srm["counted"], srm["variant"], srm["control"]) == ("units", 20, 180)
+    assert srm["calls"] == {"variant": 20, "control": 181}
     assert d["action"] == "advance", d

@@ -119,3 +119,111 @@ def test_per_project_ids_upgrade_keeps_calls_feedback_and_joins(db: Database) ->
     rec = {"schema": 1, "type": "call", "id": "c1", "ts": "2026-11-23T21:00:00Z"}
     assert ingest(db, other, [rec]).results[0]["status"] == "ok"
     assert ingest(db, acme, [rec]).results[0]["status"] == "duplicate"
+
+
+def _main_v4_rollout_tables(db: Database) -> None:
+    """Build the rollout tables as today's main makes them: ``create_all`` next to v4."""
+    md = sa.MetaData()
+    sa.Table(
+        "rollouts", md,
+        sa.Column("project_id", sa.Integer, primary_key=True),
+        sa.Column("route", sa.Text, primary_key=True),
+        sa.Column("state", sa.Text, nullable=False),
+        sa.Column("policy", sa.Text, nullable=False),
+        sa.Column("info", sa.Text, nullable=False),
+        sa.Column("updated_at", sa.Double, nullable=False),
+    )  # fmt: skip
+    sa.Table(
+        "rollout_events", md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("project_id", sa.Integer, nullable=False),
+        sa.Column("route", sa.Text, nullable=False),
+        sa.Column("ts", sa.Double, nullable=False),
+        sa.Column("action", sa.Text, nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Index("ix_rollout_events_route", "project_id", "route", "id"),
+    )  # fmt: skip
+    sa.Table(
+        "rollout_failures", md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("project_id", sa.Integer, nullable=False),
+        sa.Column("dataset", sa.Text, nullable=False),
+        sa.Column("route", sa.Text, nullable=False),
+        sa.Column("variant_model", sa.Text, nullable=False),
+        sa.Column("call_id", sa.Text, nullable=False),
+        sa.Column("ts", sa.Double, nullable=False),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("input_hash", sa.Text),
+        sa.Column("input", sa.Text, nullable=False),
+        sa.Column("kept_at", sa.Double, nullable=False),
+        sa.UniqueConstraint("project_id", "call_id", name="uq_rollout_failures_call"),
+        sa.Index("ix_rollout_failures_dataset", "project_id", "dataset"),
+    )  # fmt: skip
+    with db.write() as conn:
+        md.create_all(conn)
+
+
+def test_main_v4_database_with_a_rollout_upgrades_to_typed_state(db: Database) -> None:
+    """A database as main makes it today (v4 + create_all rollout tables, a canary running,
+    its events and kept failures) upgrades in place: the rollout loads typed, same values."""
+    import json
+
+    from logos_shift.server.rollout.types import Status
+    from logos_shift.server.store import rollouts
+    from logos_shift.server.store.keys import ensure_project
+
+    assert migrate(db, target=4) == [1, 2, 3, 4]
+    _main_v4_rollout_tables(db)
+    acme = ensure_project(db, "acme")
+    state = {
+        "route": "support", "status": "canary", "stages": [0.1, 0.5, 1.0], "stage_index": 1,
+        "control_model": "gpt-4o", "variant_model": "ft:gpt-4o-mini:acme", "job_id": "ftjob-1",
+        "since": 1000.0, "paused_from": None, "reason": "advancing", "version": 3,
+        "base": {"variant_feedback": 20, "control_feedback": 180, "variant_calls": 22,
+                 "control_calls": 190},
+    }  # fmt: skip
+    info = {
+        "dataset": "support", "dataset_counts": {"train": 32}, "base_model": "gpt-4o-mini",
+        "backend": "fake", "backend_url": None, "webhook_url": "http://hook.example/x",
+        "webhook_secret": "whsec_1", "control_model": "gpt-4o",
+        "test": [{"input": {"messages": []}, "expected": "hi"}],
+        "job": {"id": "ftjob-1", "status": "succeeded"},
+        "files": {"train": "file-1", "validation": None}, "variant_name": "ft-ftjob-1",
+        "canary_since": 900.0,
+    }  # fmt: skip
+    with db.write() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO rollouts (project_id, route, state, policy, info, updated_at) "
+                "VALUES (:p, 'support', :s, :pol, :i, 1.0)"
+            ),
+            {"p": acme, "s": json.dumps(state), "pol": json.dumps({"min_per_arm": 10}),
+             "i": json.dumps(info)},
+        )  # fmt: skip
+        conn.execute(
+            sa.text(
+                "INSERT INTO rollout_events (project_id, route, ts, action, body) "
+                "VALUES (:p, 'support', 1.0, 'advance', '{\"action\": \"advance\"}')"
+            ),
+            {"p": acme},
+        )
+    assert migrate(db) == [v for v in range(5, LATEST + 1)]
+    assert _columns(db) == {t.name: {c.name for c in t.columns} for t in metadata.sorted_tables}
+    row = rollouts.load(db, acme, "support")
+    assert row is not None
+    assert row.state.status == Status.CANARY
+    assert row.state.to_json() == state
+    assert row.policy.min_per_arm == 10
+    assert (row.dataset, row.variant_name, row.canary_since) == ("support", "ft-ftjob-1", 900.0)
+    assert (row.webhook_secret, row.train_file, row.generation) == ("whsec_1", "file-1", 1)
+    assert row.test_split == info["test"]
+    assert row.job == info["job"]
+    assert rollouts.active(db) == [(acme, "support")]
+    assert [e["action"] for e in rollouts.list_events(db, acme, "support")] == ["advance"]
+    # Saved again, the row round-trips; a new rollout of the route takes the next generation.
+    rollouts.save(db, acme, row)
+    again = rollouts.load(db, acme, "support")
+    assert again == row
+    fresh = rollouts.RolloutRow(row.state, row.policy, dataset="support")
+    rollouts.save(db, acme, fresh)
+    assert fresh.generation == 2
