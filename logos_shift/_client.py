@@ -48,6 +48,10 @@ class SpoolStats(TypedDict):
     evicted_records: int
     corrupt_files: int
     too_big: int
+    skipped_files: int  # foreign names, pids or file types in the spool, left alone
+    unreadable_files: int  # batches this process could not read (retried later)
+    config_error: bool  # the server refused this destination's key or URL (401/403/404)
+    quarantined: list[str]  # paths of batches set aside as corrupt
 
 
 class Stats(TypedDict):
@@ -67,6 +71,7 @@ class Stats(TypedDict):
     replay_rejected: int
     retries: int
     consecutive_failures: int
+    slow: int  # uploads still running past their deadline (2 x flush_interval, >= 1 s)
     last_success_ts: float | None
     last_error: str | None
     local_copy_errors: int
