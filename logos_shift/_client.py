@@ -48,6 +48,10 @@ class SpoolStats(TypedDict):
     evicted_records: int
     corrupt_files: int
     too_big: int
+    skipped_files: int  # foreign names, pids or file types in the spool, left alone
+    unreadable_files: int  # batches this process could not read (retried later)
+    config_error: bool  # the server refused this destination's key or URL (401/403/404)
+    quarantined: list[str]  # paths of batches set aside as corrupt
 
 
 class Stats(TypedDict):
@@ -67,6 +71,7 @@ class Stats(TypedDict):
     replay_rejected: int
     retries: int
     consecutive_failures: int
+    slow: int  # uploads still running past their deadline (2 x flush_interval, >= 1 s)
     last_success_ts: float | None
     last_error: str | None
     local_copy_errors: int
@@ -314,7 +319,10 @@ class LogosShift:
         Returns:
             A dict with ``captured``, ``sent``, ``spooled``, ``dropped``,
             ``dropped_by_reason``, ``pending``, ``replayed``, ``retries``,
-            ``consecutive_failures``, spool details, ``internal_errors`` and,
+            ``consecutive_failures``, ``slow`` (uploads past their deadline),
+            ``last_error`` (the cause and the fix of a 401/403/404 included),
+            spool details (``skipped_files``, ``unreadable_files``,
+            ``config_error``, ``quarantined``, …), ``internal_errors`` and,
             with routing on, ``router``.
         """
         out: Stats = self._channel.stats()  # type: ignore[assignment]

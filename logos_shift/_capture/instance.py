@@ -81,7 +81,7 @@ class Instance:
         if outcome not in _record.OUTCOMES:
             logger.warning("provide_feedback: outcome %r is not one of %s; ignored",
                            outcome, ", ".join(_record.OUTCOMES))  # fmt: skip
-            self.channel.dropped["invalid_feedback"] += 1
+            self.channel.drop("invalid_feedback")
             return None
         if score is not None and not _is_number(score):
             logger.warning("provide_feedback: score %r is not a number; recorded as null", score)

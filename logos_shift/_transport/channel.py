@@ -2,11 +2,13 @@
 
 The caller's thread only ever calls :meth:`Channel.put` (a lock, a deque
 append and two counter bumps).  Everything else runs on the shared background
-thread (:mod:`logos_shift._worker`): encoding, the local copy, uploads, spills
-to the disk spool and replays from it (the last three in :mod:`logos_shift._upload`).
-The one exception is a shutdown past its upload budget: the closing thread
-spools what is left (:meth:`Channel.spill_queue`), including the batch of an
-upload that is stuck.
+thread (:mod:`logos_shift._transport.worker`): encoding, the local copy,
+spills to the disk spool; the uploads themselves (fresh batches, held ones,
+replays from the spool) run on the channel's sender thread
+(:mod:`logos_shift._transport.upload`), so a slow server never holds the
+queue hostage.  The one exception is a shutdown past its upload budget: the
+closing thread spools what is left (:meth:`Channel.spill_queue`, in chunks,
+within the deadline), including the batch of an upload that is stuck.
 
 Accounting: every record handed to ``put`` is counted in ``captured`` and ends
 in exactly one of ``sent`` (delivered to the primary destination: the server
@@ -30,7 +32,7 @@ from logos_shift._settings import Settings
 from . import serialize as _serialize
 from .sinks import FileSink, HttpSink, Sink
 from .spool import Spool
-from .upload import BatchAccount, Uploader
+from .upload import BatchAccount, Job, Sender, Uploader
 
 #: Turns a queued record into the dict to write, or None to drop it (counted as
 #: ``redacted``); runs on the background thread.  The capture layer supplies it.
@@ -57,6 +59,8 @@ class Channel(Uploader):
         self.spool = spool
         self.sink = sink
         self.prepare = prepare
+        #: Called when an upload finished, to wake the worker (set by the worker).
+        self.wakeup: Callable[[], None] | None = None
         self._init_state()
 
     def _init_state(self) -> None:
@@ -82,12 +86,20 @@ class Channel(Uploader):
         self.local_copy_errors = 0
         self.retries = 0
         self.failures = 0
+        self.slow = 0
         self.next_attempt = 0.0
         self.last_success: float | None = None
         self.last_error: str | None = None
         self.sent_bytes = 0
         self._spool_next = 0.0  # monotonic time of the next spool replay check
         self._recover_next = 0.0  # monotonic time of the next stale-claim sweep
+        self._replay_window = 0.0
+        self._replay_count = 0
+        self._config_warned = 0.0
+        self._adopt_next = 0.0
+        self.inline = False  # uploads on the calling thread (exit without threads)
+        self.ready: Job | None = None  # the next batch, encoded while an upload runs
+        self.sender = Sender(self.run_job, "logos-shift-sender", self._sender_idle)
 
     def reset_after_fork(self) -> None:
         """In a forked child: fresh locks and counters; the parent owns its queue."""
@@ -121,8 +133,14 @@ class Channel(Uploader):
             self.queued_bytes += size
             return len(self.queue) >= s.batch_size or self.queued_bytes >= s.batch_bytes
 
+    def drop(self, reason: str) -> None:
+        """Count a record that was refused before it was queued (invalid feedback)."""
+        with self.lock:
+            self.captured += 1
+            self.dropped[reason] += 1
+
     def pending(self) -> int:
-        """Records not yet sent, spooled or dropped."""
+        """Records not yet sent, spooled or dropped (queued, in flight or held)."""
         return len(self.queue) + self.inflight + self.held_records
 
     def stats(self) -> dict[str, Any]:
@@ -141,6 +159,7 @@ class Channel(Uploader):
                 "replay_rejected": self.replay_rejected,
                 "retries": self.retries,
                 "consecutive_failures": self.failures,
+                "slow": self.slow,
                 "last_success_ts": self.last_success,
                 "last_error": self.last_error,
                 "local_copy_errors": self.local_copy_errors,
@@ -155,6 +174,10 @@ class Channel(Uploader):
                 "evicted_records": st.evicted_records,
                 "corrupt_files": st.corrupt_files,
                 "too_big": st.too_big,
+                "skipped_files": st.skipped_files,
+                "unreadable_files": st.unreadable_files,
+                "config_error": self.spool.config_error,
+                "quarantined": self.spool.quarantined(),
             }
         return out
 
@@ -162,7 +185,11 @@ class Channel(Uploader):
 
     def due(self, now: float) -> bool:
         """Whether the worker should drain this channel now."""
-        if self.flush_requested or self.deadline is not None:
+        if self.deadline is not None:
+            return True
+        if self.http is not None and self._route(now) == "wait" and self.ready is not None:
+            return False  # an upload runs, the next is ready; the sender wakes the worker
+        if self.flush_requested:
             return True
         if self.queue:
             s = self.settings
@@ -172,6 +199,7 @@ class Channel(Uploader):
                 return True
         return bool(
             self.http is not None
+            and not self.sender.busy()
             and now >= self.next_attempt
             and (self.held or self._spool_due(now))
         )
@@ -185,10 +213,13 @@ class Channel(Uploader):
             waits.append(self.next_attempt - now)
         if self.http is not None and self.spool is not None:
             waits.append(max(self._spool_next, self.next_attempt) - now)
+        job = self.sender.job
+        if job is not None and not job.slow:
+            waits.append(job.started + self.slow_after() - now)
         return max(0.0, min(waits))
 
     def tick(self, now: float) -> None:
-        """Drain due batches, then retry held batches and replay the spool."""
+        """Route due batches (send, wait or spill), then retry held batches or replay one."""
         if self.spool is not None and now >= self._recover_next:
             # Also periodically: a process sharing the spool may have been
             # killed holding claims, and this process may live for weeks.
@@ -196,21 +227,31 @@ class Channel(Uploader):
             with _guard.guard("spool.recover"):
                 self.spool.recover()
         while True:
-            force = self.flush_requested or self.deadline is not None
+            route = self._route(now)
+            if route == "wait":
+                if self.ready is not None:
+                    break
+                route = "ready"  # encode the next batch while the upload runs
+            elif route != "send":
+                self._spill_ready()
+            elif self.ready is not None and self._submit_ready():
+                continue
+            force = self.flush_requested or self.deadline is not None or route == "spill_hw"
             batch = self._take(now, force)
             if not batch:
                 break
             acct = BatchAccount(len(batch))
+            handed = False
             try:
-                self._deliver(batch, acct)
+                handed = self._deliver(batch, acct, route)
             finally:
                 # Only a bug cuts delivery short: count its records, never
                 # leave them pending forever.
-                self._settle_rest(acct)
+                if not handed:
+                    self._settle_rest(acct)
             now = time.monotonic()
         if self.http is not None:
-            self._retry_held()
-            self._replay_spool()
+            self._background_jobs(now)
         with self.done:
             self.flush_requested = False
             self.done.notify_all()
@@ -223,16 +264,21 @@ class Channel(Uploader):
             full = len(self.queue) >= s.batch_size or self.queued_bytes >= s.batch_bytes
             if not (force or full or now - self.oldest_at >= s.flush_interval):
                 return []
-            batch: list[tuple[dict[str, Any], int]] = []
-            size = 0
-            while self.queue and len(batch) < s.batch_size and (size < s.batch_bytes or not batch):
-                item = self.queue.popleft()
-                batch.append(item)
-                size += item[1]
-            self.queued_bytes -= size
-            self.inflight += len(batch)
             self.oldest_at = now
-            return batch
+            return self._pop_batch()
+
+    def _pop_batch(self) -> list[tuple[dict[str, Any], int]]:
+        """One batch off the queue, now in flight (the lock is held)."""
+        s = self.settings
+        batch: list[tuple[dict[str, Any], int]] = []
+        size = 0
+        while self.queue and len(batch) < s.batch_size and (size < s.batch_bytes or not batch):
+            item = self.queue.popleft()
+            batch.append(item)
+            size += item[1]
+        self.queued_bytes -= size
+        self.inflight += len(batch)
+        return batch
 
     def _encode(self, batch: list[tuple[dict[str, Any], int]], acct: BatchAccount) -> list[bytes]:
         s = self.settings
@@ -251,12 +297,14 @@ class Channel(Uploader):
                 lines.append(line)
         return lines
 
-    def _deliver(self, batch: list[tuple[dict[str, Any], int]], acct: BatchAccount) -> None:
+    def _deliver(
+        self, batch: list[tuple[dict[str, Any], int]], acct: BatchAccount, route: str
+    ) -> bool:
+        """Encode, write locally, then send or spill; True if the sender took the batch."""
         lines = self._encode(batch, acct)
-        if not lines:
-            return
-        if self._write_local(lines, acct):
-            self._upload(lines, acct)
+        if not lines or not self._write_local(lines, acct):
+            return False
+        return self._dispatch(lines, acct, route)  # a job settles what is left of it
 
     def _write_local(self, lines: list[bytes], acct: BatchAccount) -> bool:
         """Write the local copies; True if the batch still has to be uploaded."""
@@ -289,45 +337,62 @@ class Channel(Uploader):
             return False
         return True
 
-    def spill_queue(self) -> int:
+    def spill_queue(self, deadline: float | None = None) -> int:
         """At the deadline: move everything still in memory to the spool.
 
         That is the queue, the held batches and the batch a stuck upload is
         holding (the worker drops its late result); called on the closing
-        thread while the worker may still be blocked in a request.
+        thread while the worker may still be blocked in a request.  The queue
+        is encoded and spooled one batch at a time, so the memory it takes
+        stays near one batch; past ``deadline`` what is left is dropped and
+        counted (``shutdown_timeout``) rather than delaying the exit.
+
+        Returns:
+            How many queued records were taken (spooled, written or dropped).
         """
         with self.lock:
-            items = list(self.queue)
-            self.queue.clear()
-            self.queued_bytes = 0
-            self.inflight += len(items)
             flight, self.flight = self.flight, None
             if flight is not None:
                 flight[1].taken = True
-        acct = BatchAccount(len(items))
-        try:
-            if flight is not None:
-                self._spill(*flight)
-            if items:
-                lines = self._encode(items, acct)
+        if flight is not None:
+            self._spill(*flight)
+        self._spill_ready()
+        while True:
+            with self.lock:
+                if not self.held:
+                    break
+                lines = self.held.popleft()
+                n = len(lines)
+                self.held_records -= n
+                self.held_bytes -= sum(len(x) for x in lines)
+                self.inflight += n
+            self._spill(lines, BatchAccount(n))
+        taken = 0
+        while True:
+            chunk = self._take_chunk()
+            if not chunk:
+                break
+            taken += len(chunk)
+            acct = BatchAccount(len(chunk))
+            try:
+                if deadline is not None and time.monotonic() >= deadline:
+                    self._settle(acct, acct.n, "shutdown_timeout")
+                    continue
+                lines = self._encode(chunk, acct)
+                del chunk
                 if lines and self._write_local(lines, acct):
                     self._spill(lines, acct)
-            while True:
-                with self.lock:
-                    if not self.held:
-                        break
-                    lines = self.held.popleft()
-                    n = len(lines)
-                    self.held_records -= n
-                    self.held_bytes -= sum(len(x) for x in lines)
-                    self.inflight += n
-                self._spill(lines, BatchAccount(n))
-        finally:
-            self._settle_rest(acct)
-        return len(items)
+            finally:
+                self._settle_rest(acct)
+        return taken
+
+    def _take_chunk(self) -> list[tuple[dict[str, Any], int]]:
+        with self.lock:
+            return self._pop_batch()
 
     def close(self) -> None:
-        """Release files and connections."""
+        """Release files, connections and the sender thread."""
+        self.sender.stop()
         if self.file is not None:
             with _guard.guard("file_sink.close"):
                 self.file.close()

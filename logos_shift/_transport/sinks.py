@@ -20,6 +20,9 @@ from typing import Any, Protocol, runtime_checkable
 from logos_shift import _guard
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+#: Answers that say the client is configured wrongly (key, scope, URL), not that
+#: the records are bad: the batch is kept (spooled) until the configuration is fixed.
+CONFIG_ERROR_STATUS = frozenset({401, 403, 404})
 _MAX_RETRY_AFTER = 300.0
 
 
@@ -148,6 +151,8 @@ class SendResult:
     retry_after: float | None = None
     status: int | None = None
     error: str | None = None
+    #: The server refused the request itself (401/403/404): a configuration error.
+    config_error: bool = False
 
 
 class HttpSink:
@@ -191,6 +196,10 @@ class HttpSink:
             mid = len(lines) // 2
             self._send(lines[:mid], deadline, result)
             self._send(lines[mid:], deadline, result)
+        elif status in CONFIG_ERROR_STATUS:
+            result.failed.extend(lines)
+            result.config_error = True
+            result.error = self.config_error_message(status, body)
         elif status == 413 or (status is not None and 400 <= status < 500
                                and status not in RETRYABLE_STATUS):  # fmt: skip
             result.rejected += len(lines)
@@ -199,6 +208,29 @@ class HttpSink:
             result.failed.extend(lines)
             result.retry_after = retry_after
             result.error = error or f"HTTP {status}"
+
+    def config_error_message(self, status: int, body: bytes) -> str:
+        """Name the cause and the fix of a 401/403/404 on ingest."""
+        detail = _detail_in(body)
+        said = f" ({detail})" if detail else ""
+        key = self.api_key or ""
+        shown = f"{key[:8]}…" if len(key) > 8 else ("none" if not key else "set")
+        if status == 401:
+            return (
+                f"HTTP 401: the Logos server at {self.url} rejected the API key "
+                f"{shown} for its project{said}; fix: set api_key (LOGOS_SHIFT_API_KEY) to a "
+                "valid key of the project (logos-shift keys create --project NAME)"
+            )
+        if status == 403:
+            return (
+                f"HTTP 403: the Logos server at {self.url} does not let the API key {shown} "
+                f"ingest records{said}; fix: use an ingest or admin key of the project"
+            )
+        return (
+            f"HTTP 404: {self.url} does not exist{said}; fix: server_url "
+            "(LOGOS_SHIFT_SERVER_URL) must be the server's base URL, such as "
+            "http://localhost:8600, without /v1 or another path"
+        )
 
     def _post(
         self, lines: list[bytes], deadline: float | None
@@ -248,6 +280,20 @@ class HttpSink:
         """Drop the parent's connection pool: sockets must not be shared."""
         self._session = None
         self._closed = False
+
+
+def _detail_in(body: bytes) -> str:
+    """The server's own explanation in an error answer, shortened ('' if none)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    detail = data.get("message") or data.get("detail") or data.get("error")
+    if isinstance(detail, dict):
+        detail = detail.get("message") or detail.get("detail")
+    return str(detail)[:200] if isinstance(detail, str) and detail else ""
 
 
 def _rejected_in(body: bytes) -> int:

@@ -25,6 +25,7 @@ COMMANDS: tuple[str, ...] = (
     "export",
     "finetune",
     "rollout",
+    "spool",  # spool list, spool replay
 )
 
 

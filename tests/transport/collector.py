@@ -16,7 +16,7 @@ switched at any time:
 * :meth:`partial_errors` answers 200 with some per-record errors;
 * :meth:`slow` waits before answering;
 * :meth:`black_hole` reads the request and never answers (ingest only, or
-  every request).
+  every request); :meth:`hang_config` never answers the config GETs only.
 
 :meth:`stop` closes every socket (listening and accepted), so the test suite's
 ``ResourceWarning``-as-error setting stays quiet.
@@ -91,6 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         # Only ingest exists here (the config endpoint answers 404).
+        self.server.collector.gets.append(time.monotonic())
         mode = self.server.collector._mode
         if mode.black_hole_all:
             mode.release.wait()
@@ -115,6 +116,7 @@ class Collector:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self.requests: list[Request] = []
+        self.gets: list[float] = []  # time.monotonic() of each GET (the config polls)
         self._mode = _Mode()
         self._conns: set[socket.socket] = set()
         self._server: _Server | None = None
@@ -197,6 +199,10 @@ class Collector:
             everything: swallow GETs (the routing config poll) as well.
         """
         self._set(_Mode(black_hole=True, black_hole_all=everything))
+
+    def hang_config(self) -> None:
+        """Answer ingest normally but never answer a GET (a dead config endpoint)."""
+        self._set(_Mode(black_hole_all=True))
 
     def down(self) -> None:
         """Stop listening and drop every connection: clients get connection refused."""

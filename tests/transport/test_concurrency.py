@@ -150,9 +150,15 @@ def test_burst_into_a_flapping_server_is_accounted(collector: Collector, tmp_pat
 
 
 def test_burst_over_the_memory_bound_drops_and_counts(collector: Collector, tmp_path: Path) -> None:
-    """When the queue bound is hit the newest records are dropped as queue_full, never raised."""
+    """With the spool unusable too, records past the queue bound are dropped as queue_full."""
     collector.slow(0.2)
-    ls = _client(collector, tmp_path, max_queue_items=300, batch_size=100)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the spool directory should be")
+    ls = logos_shift.LogosShift(
+        server_url=collector.url, api_key="k", spool_dir=str(blocker / "spool"),
+        flush_interval=0.05, max_backoff=0.2, http_timeout=2.0, max_queue_items=300,
+        batch_size=100,
+    )  # fmt: skip
     burst = _Burst(ls)
     burst.run()
     assert burst.errors == []
@@ -162,7 +168,8 @@ def test_burst_over_the_memory_bound_drops_and_counts(collector: Collector, tmp_
     stats = ls.stats()
     assert stats["captured"] == EXPECTED
     assert stats["dropped_by_reason"]["queue_full"] > 0
-    assert set(stats["dropped_by_reason"]) == {"queue_full"}
+    assert set(stats["dropped_by_reason"]) <= {"queue_full", "spool_unavailable"}
+    assert stats["spooled"] == 0
     assert_accounted(stats)
     assert burst.samples
     for sample in burst.samples:

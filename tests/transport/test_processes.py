@@ -224,7 +224,9 @@ def test_fork_while_another_thread_captures_never_deadlocks(
     assert collector.wait_for(set(child_ids), timeout=5)
     assert collector.duplicates() == {}
     stats = ls.stats()
-    assert stats["sent"] == stats["captured"]
+    # A hammering thread may push the queue past its high-water mark: those
+    # batches are spooled (to be replayed), never dropped.
+    assert stats["sent"] + stats["spooled"] == stats["captured"]
     assert_accounted(stats)
 
 

@@ -314,10 +314,20 @@ def _insert(
             conn.exec_driver_sql(sql, [tuple(row[c] for c in cols) for row in fresh])
         inserted = {row["id"] for row in fresh}
     else:
-        inserted = _insert_postgres(conn, table, [row for _, row in rows])
+        inserted = _insert_postgres(conn, table, _in_lock_order([row for _, row in rows]))
     for i, row in rows:
         if row["id"] not in inserted:
             out.results[i]["status"] = "duplicate"
+
+
+def _in_lock_order(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows sorted by id, the order every writer takes their locks in.
+
+    Two concurrent batches holding the same ids in opposite orders would each
+    lock a row the other waits for (PostgreSQL: "deadlock detected"); with
+    one order, the second simply waits for the first.
+    """
+    return sorted(rows, key=lambda row: str(row["id"]))
 
 
 def _insert_postgres(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> set[str]:
