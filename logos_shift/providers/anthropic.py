@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from . import _stainless
 from .base import Provider, Target
 
 _MSG = "anthropic.resources.messages.messages"
@@ -139,4 +140,7 @@ PROVIDER = Provider(
     min_version=(0, 49),
     max_version=(3,),
     targets=_targets(),
+    placeholders=_stainless.PLACEHOLDERS,
+    model_base=_stainless.MODEL_BASE,
+    was_sent=_stainless.was_sent,
 )

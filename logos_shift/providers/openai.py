@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import _stainless
 from .base import Provider, Target
 
 _CHAT = "openai.resources.chat.completions.completions"
@@ -272,6 +273,9 @@ PROVIDER = Provider(
     min_version=(1, 66),
     max_version=(4,),
     targets=_targets(),
+    placeholders=_stainless.PLACEHOLDERS,
+    model_base=_stainless.MODEL_BASE,
+    was_sent=_stainless.was_sent,
     usage_only=usage_only,
     stream_usage_sources=frozenset({"openai.chat.completions"}),
 )
