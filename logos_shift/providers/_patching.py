@@ -28,6 +28,7 @@ _lock = threading.RLock()
 #: provider name → the (owner class, method name, wrapt handle) it installed.
 _installed: dict[str, list[tuple[type, str, Any]]] = {}
 _warned: set[str] = set()
+_BOUND = wrapt.BoundFunctionWrapper
 
 
 def _mark(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -184,18 +185,19 @@ def _rebind_cached(handles: list[tuple[type, str, Any]], restore: bool) -> None:
     originals = {getattr(h, "__wrapped__", None) for _, _, h in handles}
     stale: dict[int, Any] = {}
     with _guard.guard("rebind_cached"):
+        # type(obj), never isinstance(): that reads obj.__class__, which the SDKs' lazy
+        # module proxies answer by importing (anthropic's vertex extra, google-auth).
         for obj in gc.get_objects():
+            cls = type(obj)
             if restore:
-                if isinstance(obj, wrapt.BoundFunctionWrapper) and is_ours(obj):
+                if issubclass(cls, _BOUND) and is_ours(obj):
                     self_ = obj.__self__
                     if any(isinstance(self_, o) and obj.__name__ == m for o, m in owners):
                         stale[id(obj)] = obj
-            elif type(obj) is types.MethodType and obj.__func__ in originals:
+            elif cls is types.MethodType and obj.__func__ in originals:
                 stale[id(obj)] = obj
-            elif (
-                isinstance(obj, wrapt.BoundFunctionWrapper)
-                and getattr(obj, "_self_parent", None) in originals
-            ):  # bound through another library's wrapper that we wrapped in turn
+            elif issubclass(cls, _BOUND) and getattr(obj, "_self_parent", None) in originals:
+                # bound through another library's wrapper that we wrapped in turn
                 stale[id(obj)] = obj
         if not stale:
             return
@@ -218,21 +220,25 @@ def _replace_in(ref: Any, stale: dict[int, Any], fresh: dict[int, Any]) -> None:
         key = id(value)
         return fresh.get(key, value) if stale.get(key) is value else value
 
-    if isinstance(ref, types.CellType):
+    kind = type(ref)  # never isinstance() or getattr() on ref: it may be a lazy proxy
+    if kind is types.CellType:
         ref.cell_contents = swap(ref.cell_contents)
-    elif type(ref) is dict:
+    elif kind is dict:
         for k, v in list(ref.items()):
             new = swap(v)
             if new is not v:
                 ref[k] = new
-    elif type(ref) is list:
+    elif kind is list:
         ref[:] = [swap(v) for v in ref]
-    elif type(ref) is functools.partial:
+    elif kind is functools.partial:
         new = swap(ref.func)
         if new is not ref.func:
-            ref.__setstate__((new, ref.args, ref.keywords, vars(ref) or None))  # type: ignore[attr-defined]
-    elif hasattr(ref, "__dict__") and not isinstance(ref, type):
-        attrs = vars(ref)
+            ref.__setstate__((new, ref.args, ref.keywords, vars(ref) or None))
+    elif not issubclass(kind, type):
+        try:
+            attrs = object.__getattribute__(ref, "__dict__")
+        except AttributeError:
+            return
         for k, v in list(attrs.items()):
             new = swap(v)
             if new is not v:

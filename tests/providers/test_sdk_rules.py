@@ -23,6 +23,11 @@ from tests.conftest import placeholder_fields
 from tests.providers.scenarios import AN_MODEL, OA_MODEL
 
 MSGS = [{"role": "user", "content": "hi there"}]
+#: ``omit`` (openai >= 1.9x, anthropic >= 0.6x); older releases have only ``NOT_GIVEN``.
+OA_OMIT: Any = getattr(openai, "omit", openai.NOT_GIVEN)
+AN_OMIT: Any = getattr(anthropic, "omit", anthropic.NOT_GIVEN)
+#: A placeholder inside a typed dict: the SDK leaves it out at any depth (since ``omit``).
+NESTED: dict[str, Any] = {"strict": openai.omit} if hasattr(openai, "omit") else {}
 
 
 @pytest.fixture(autouse=True)
@@ -60,13 +65,11 @@ def test_placeholder_arguments_are_left_out_of_the_input(fake_provider: FakeProv
         c.chat.completions.create(
             model=OA_MODEL,
             messages=MSGS,
-            temperature=openai.omit,
+            temperature=OA_OMIT,
             top_p=openai.NOT_GIVEN,
-            tools=[
-                {"type": "function", "function": {"name": "f", "strict": openai.omit}}
-            ],  # the SDK leaves a placeholder out of a typed dict at any depth
+            tools=[{"type": "function", "function": {"name": "f", **NESTED}}],
         )
-        a.messages.create(model=AN_MODEL, max_tokens=32, messages=MSGS, system=anthropic.omit)
+        a.messages.create(model=AN_MODEL, max_tokens=32, messages=MSGS, system=AN_OMIT)
         calls = cap.calls
     assert set(calls[0]["input"]) == {"model", "messages", "tools"}
     assert calls[0]["input"]["tools"] == fake_provider.requests[0].body["tools"]
