@@ -10,6 +10,7 @@ import functools
 import gc
 import json
 import warnings
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -17,6 +18,7 @@ import openai
 import pytest
 from anthropic.resources.messages import messages as _anthropic_messages
 
+import logos_shift
 from logos_shift import providers
 from logos_shift.testing import FakeProvider, capture_records
 from tests.conftest import placeholder_fields
@@ -160,6 +162,31 @@ def test_a_call_the_sdk_refuses_before_sending_records_nothing(fake_provider: Fa
         calls = cap.calls
     assert fake_provider.requests == []
     assert calls == []
+
+
+def test_refusals_do_not_trip_a_routed_variants_breaker(
+    fake_provider: FakeProvider, tmp_path: Path
+) -> None:
+    """Refused calls of a routed variant are not failures: its breaker stays closed."""
+    route = {
+        "match": {"dataset": "support"},
+        "control": {"name": "base", "model": AN_MODEL},
+        "variants": [{"name": "ft", "model": "claude-ft", "fallback": True}],
+        "assignment": {"unit": "user_id", "seed": "s", "bucket_version": 1},
+        "rollout": {"variant_pct": 1.0, "holdout_pct": 0.0},
+        "breaker": {"consecutive_errors": 2},
+    }
+    path = tmp_path / "routes.json"
+    path.write_text(json.dumps({"version": 1, "routes": {"support": route}}))
+    with capture_records(routes=str(path)) as cap, _an(fake_provider) as a:
+        with logos_shift.context(dataset="support", user_id="u1"):
+            for _ in range(3):
+                with pytest.raises(ValueError, match=r"[Ss]treaming"):
+                    a.messages.create(model=AN_MODEL, max_tokens=1_000_000, messages=MSGS)
+            a.messages.create(model=AN_MODEL, max_tokens=32, messages=MSGS)
+        calls = cap.calls
+    assert [r.body["model"] for r in fake_provider.requests] == ["claude-ft"]
+    assert [(r["variant"], r["error"]) for r in calls] == [("ft", None)]
 
 
 def test_an_error_after_sending_is_still_recorded(fake_provider: FakeProvider) -> None:
