@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import re
@@ -73,37 +72,6 @@ class _ReprCheck:
 
 
 _REPR_CHECK = _ReprCheck()
-
-
-def _openai_helpers_pass_object_reprs() -> bool:
-    """Whether this openai's stream helpers hand ``create`` sentinels whose repr is an object's.
-
-    openai >= 1.9x defaults every unset helper argument to ``omit`` (``<openai.Omit object
-    at 0x…>``); older releases to ``NOT_GIVEN``, which has a repr of its own.
-    """
-    try:
-        from openai.resources.chat.completions import Completions
-    except ImportError:
-        return False
-    stream = getattr(Completions, "stream", None)
-    if stream is None:  # openai 1.x before the helper left beta
-        from openai.resources.beta.chat.completions import Completions as Beta
-
-        stream = Beta.stream
-    default = inspect.signature(stream).parameters["temperature"].default
-    return OBJECT_REPR.search(repr(default)) is not None
-
-
-#: Existing tests whose records hold '<… object at 0x…>' today, by test function name and
-#: parametrize id: issue 11 point 1, the openai SDK's own chat.completions.stream() and
-#: responses.stream() helpers pass ``omit`` for every argument left unset, and the capture
-#: records them.  Whoever fixes point 1 deletes this table (the marker is strict).
-_KNOWN_OBJECT_REPRS: dict[str, Any] = {
-    "test_matrix": lambda pid: pid.startswith("openai-") and "-helper-" in pid,
-    "test_openai_other_methods": lambda pid: True,
-    "test_failure_injection": lambda pid: pid != "capture_start",
-}
-_POINT1 = "issue 11 point 1: the openai stream helpers' `omit` arguments are recorded as reprs"
 
 
 #: Tests of more than a few seconds each (subprocesses, whole examples, fuzzing, benchmarks),
@@ -178,17 +146,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the known point-1 tests (see ``_KNOWN_OBJECT_REPRS``) with ``object_repr_records``,
-    and leave the slow and PostgreSQL tiers out of the default run (see ``_select_tier``)."""
+    """Leave the slow and PostgreSQL tiers out of the default run (see ``_select_tier``)."""
     _select_tier(config, items)
-    if not _openai_helpers_pass_object_reprs():
-        return
-    for item in items:
-        name = getattr(item, "originalname", item.name)
-        known = _KNOWN_OBJECT_REPRS.get(name)
-        callspec = getattr(item, "callspec", None)
-        if known is not None and known(callspec.id if callspec else ""):
-            item.add_marker(pytest.mark.object_repr_records(reason=_POINT1))
 
 
 _FRAMEWORKS = Path(__file__).parent / "frameworks"

@@ -21,7 +21,8 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
 from types import MethodType
 from typing import Any
 
@@ -33,6 +34,7 @@ from . import record as _records
 from . import scope as _scope
 from . import snapshot as _snapshot
 from . import streams as _streamwrap
+from .frames import hidden_from_warnings
 from .record import LazyOutput
 
 # The provider's declarative description (logos_shift.providers.base); typed
@@ -61,6 +63,57 @@ _perf = time.perf_counter
 _scope_get = _scope.SCOPE.get
 
 
+@dataclass(frozen=True)
+class Sdk:
+    """What the wrappers know of one installed SDK, resolved once when it is patched.
+
+    Attributes:
+        info: the record's ``sdk`` field (``{name, version}``).
+        stream_types: the SDK's stream classes (a result of one is captured as a stream).
+        placeholders: the SDK's "argument not given" types (``Omit``, ``NotGiven``):
+            left out of the record's ``input``, as the SDK leaves them out of the body.
+        was_sent: ``was_sent(exc)`` is false for an exception the SDK raised on the
+            client side before sending anything (a refusal): such a call records
+            nothing.  None: every exception is recorded.
+    """
+
+    info: dict[str, str]
+    stream_types: tuple[type, ...]
+    placeholders: frozenset[type] = frozenset()
+    was_sent: Callable[[BaseException], bool] | None = None
+
+
+class RecordId:
+    """``logos_shift_id`` on an SDK's response models, kept out of their data.
+
+    Installed as a class attribute of the SDK's model base class (a data
+    descriptor), so ``resp.logos_shift_id`` reads the id while ``dict(resp)``,
+    ``vars(resp)``, iterating the response and ``model_dump()`` show the SDK's
+    fields only.  The ids live in a table keyed by ``id(obj)``, each entry
+    removed by a weak-reference callback when its response is freed.
+    """
+
+    __slots__ = ()
+    _table: dict[int, tuple[weakref.ref[Any], str]] = {}
+
+    def __get__(self, obj: Any, cls: Any = None) -> Any:
+        if obj is None:
+            return self
+        entry = self._table.get(id(obj))
+        if entry is not None and entry[0]() is obj:
+            return entry[1]
+        raise AttributeError("logos_shift_id")
+
+    def __set__(self, obj: Any, value: str) -> None:
+        key = id(obj)
+        table = self._table
+        table[key] = (weakref.ref(obj, lambda _r: table.pop(key, None)), value)
+
+
+#: The one descriptor the providers install (``logos_shift.providers._patching``).
+RECORD_ID = RecordId()
+
+
 class _Call:
     """One SDK call being captured (lives on the caller's thread)."""
 
@@ -74,9 +127,9 @@ class _Call:
         "raw",
         "record",
         "router",
+        "sdk",
         "send",
         "size",
-        "stream_types",
         "t0",
         "target",
     )
@@ -89,7 +142,7 @@ class _Call:
         size: int,
         kwargs: dict[str, Any],
         raw: Any,
-        stream_types: tuple[type, ...],
+        sdk: Sdk,
         inst: Any = None,
     ) -> None:
         self.inst = inst
@@ -99,7 +152,7 @@ class _Call:
         self.size = size
         self.kwargs = kwargs
         self.raw = raw
-        self.stream_types = stream_types
+        self.sdk = sdk
         self.decision: Any = None
         self.control: Any = None
         self.router: Any = None
@@ -144,14 +197,29 @@ class _Call:
 
     # -- outcome -----------------------------------------------------------
     def failed(self, exc: BaseException) -> None:
-        """Record the SDK's exception (the caller re-raises the same object)."""
+        """Record the SDK's exception (the caller re-raises the same object).
+
+        A ``BaseException`` that is no ``Exception`` (``CancelledError`` of a
+        cancelled task or ``asyncio.wait_for``, ``KeyboardInterrupt``) is recorded
+        as the error of that type, but not reported against a routed variant: the
+        caller stopped the call, the model did not fail it.
+        """
         with _guard.guard("capture_error"):
             _guard.fault("capture_error")
             rec = self.record
             rec["latency_ms"] = (_perf() - self.t0) * 1000.0
             rec["error"] = _records.error_info(exc)
-            self._report(False)
+            if isinstance(exc, Exception):
+                self._report(False)
             _records.submit(rec, self.size, self.inst)
+
+    def refused(self, exc: Exception) -> bool:
+        """Whether the SDK refused the call client-side (nothing sent): then nothing is recorded."""
+        sent = True
+        with _guard.guard("capture_error"):
+            check = self.sdk.was_sent
+            sent = check is None or check(exc)
+        return not sent
 
     def done(self, parsed: Any, result: Any) -> None:
         """Capture a returned response, stream or raw response."""
@@ -159,12 +227,8 @@ class _Call:
         if self.decision is not None:
             self._report(True)
         rec = self.record
-        if isinstance(parsed, self.stream_types):
-            cap = _streamwrap.StreamCapture(
-                rec, self.size, self.t0, self.target.assemble, self.hide, self.inst
-            )
-            _streamwrap.instrument(parsed, cap, is_async=self.target.is_async)
-            _set_id(parsed, rec["id"])
+        if isinstance(parsed, self.sdk.stream_types):
+            self.stream(parsed)
             return
         rec["latency_ms"] = (_perf() - self.t0) * 1000.0
         if parsed is None:
@@ -174,6 +238,15 @@ class _Call:
         _set_id(parsed, rec["id"])
         _records.submit(rec, self.size, self.inst)
 
+    def stream(self, parsed: Any) -> None:
+        """Capture a stream the SDK returned: its record is finished by the stream."""
+        rec = self.record
+        cap = _streamwrap.StreamCapture(
+            rec, self.size, self.t0, self.target.assemble, self.hide, self.inst
+        )
+        _streamwrap.instrument(parsed, cap, is_async=self.target.is_async)
+        _set_id(parsed, rec["id"])
+
     def _defer_body(self, result: Any) -> None:
         """``with_streaming_response``: record when the caller closes the response.
 
@@ -182,7 +255,9 @@ class _Call:
         output from what the caller read: the object ``parse()`` returned, or
         the JSON body after ``read()`` / ``json()`` / ``text()`` / iterating
         it.  A body left unread records the call without output; a response
-        that is never closed is recorded when it is garbage-collected.
+        that is never closed is recorded when it is garbage-collected.  A
+        stream (``stream=True``) that the caller gets from ``parse()`` is
+        captured as any other stream: its record is finished by the stream.
         """
         rec = self.record
         status = getattr(result, "status_code", None)
@@ -193,9 +268,38 @@ class _Call:
             _records.submit(rec, self.size, self.inst)
             return
         body = _BodyCapture(rec, self.size, self.target, result, self.inst)
+        parse = _streamwrap.caller(result, "parse") if self.kwargs.get("stream") is True else None
         result.close = _streamwrap.close_then(original, body.finish, self.target.is_async)
+        if parse is not None:
+            result.parse = _parse_hook(parse, body, self, self.target.is_async)
         weakref.finalize(result, body.finish)
         _set_id(result, rec["id"])
+
+
+def _parse_hook(parse: Callable[..., Any], body: _BodyCapture, call: _Call, is_async: bool) -> Any:
+    """``response.parse()`` of a ``with_streaming_response`` stream: capture the stream it gives."""
+
+    def take(out: Any) -> None:
+        with _guard.guard("stream_wrap"):
+            if not body.done and isinstance(out, call.sdk.stream_types):
+                call.stream(out)
+                body.done = True  # the stream finishes the record now, not the close
+
+    if is_async:
+
+        async def aparse(*args: Any, **kwargs: Any) -> Any:
+            out = await parse(*args, **kwargs)
+            take(out)
+            return out
+
+        return aparse
+
+    def sparse(*args: Any, **kwargs: Any) -> Any:
+        out = parse(*args, **kwargs)
+        take(out)
+        return out
+
+    return sparse
 
 
 class _BodyCapture:
@@ -273,8 +377,7 @@ def _begin(
     prov: Provider,
     target: Target,
     kwargs: dict[str, Any],
-    stream_types: tuple[type, ...],
-    sdk: dict[str, str],
+    sdk: Sdk,
     wrapped: Any = None,
     resource: Any = None,
 ) -> _Call | None:
@@ -286,16 +389,18 @@ def _begin(
         if inst is None:
             return None
         rec = _records.new_call(target.source, prov.name, inst)
+        skip = sdk.placeholders
         if _DROP.isdisjoint(kwargs):
-            rec["input"], size = _snapshot.snapshot(kwargs)
+            rec["input"], size = _snapshot.snapshot(kwargs, skip)
         else:
             clean = {k: v for k, v in kwargs.items() if k not in _DROP}
-            rec["input"], size = _snapshot.snapshot(clean)
-        rec["requested_model"] = kwargs.get("model")
-        rec["sdk"] = sdk
+            rec["input"], size = _snapshot.snapshot(clean, skip)
+        model = kwargs.get("model")
+        rec["requested_model"] = None if type(model) in skip else model
+        rec["sdk"] = sdk.info
         headers = kwargs.get("extra_headers")
         raw = headers.get(_RAW_HEADER) if headers else None
-        call = _Call(prov, target, rec, size, kwargs, raw, stream_types, inst)
+        call = _Call(prov, target, rec, size, kwargs, raw, sdk, inst)
         _route(call, inst, wrapped, resource)
         if (
             kwargs.get("stream") is True
@@ -371,26 +476,29 @@ def _on_endpoint(prov: Provider, wrapped: Any, resource: Any, endpoint: Any) -> 
     return MethodType(func, other)
 
 
-def make_sync(
-    prov: Provider, target: Target, types: tuple[type, ...], sdk: dict[str, str]
-) -> Callable[..., Any]:
+def make_sync(prov: Provider, target: Target, sdk: Sdk) -> Callable[..., Any]:
     """Build the wrapt wrapper of a sync target."""
 
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        call = _begin(prov, target, kwargs, types, sdk, wrapped, instance)
+        call = _begin(prov, target, kwargs, sdk, wrapped, instance)
         if call is None:
             return wrapped(*args, **kwargs)
         try:
             result = (call.send or wrapped)(*args, **call.kwargs)
         except Exception as exc:
+            if call.refused(exc):
+                raise
             if not call.can_fall_back(exc):
                 call.failed(exc)
                 raise
             try:
                 result = wrapped(*args, **call.control_kwargs(kwargs))
-            except Exception as exc2:
+            except BaseException as exc2:
                 call.failed(exc2)
                 raise
+        except BaseException as exc:  # KeyboardInterrupt: recorded, then re-raised
+            call.failed(exc)
+            raise
         with _guard.guard("capture_result"):
             parsed = result
             if call.raw in ("true", "raw"):
@@ -403,26 +511,29 @@ def make_sync(
     return wrapper
 
 
-def make_async(
-    prov: Provider, target: Target, types: tuple[type, ...], sdk: dict[str, str]
-) -> Callable[..., Any]:
+def make_async(prov: Provider, target: Target, sdk: Sdk) -> Callable[..., Any]:
     """Build the wrapt wrapper of an async target (``Async*`` class)."""
 
     async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        call = _begin(prov, target, kwargs, types, sdk, wrapped, instance)
+        call = _begin(prov, target, kwargs, sdk, wrapped, instance)
         if call is None:
             return await wrapped(*args, **kwargs)
         try:
             result = await (call.send or wrapped)(*args, **call.kwargs)
         except Exception as exc:
+            if call.refused(exc):
+                raise
             if not call.can_fall_back(exc):
                 call.failed(exc)
                 raise
             try:
                 result = await wrapped(*args, **call.control_kwargs(kwargs))
-            except Exception as exc2:
+            except BaseException as exc2:
                 call.failed(exc2)
                 raise
+        except BaseException as exc:  # CancelledError: recorded, then re-raised
+            call.failed(exc)
+            raise
         with _guard.guard("capture_result"):
             parsed = result
             if call.raw in ("true", "raw"):
@@ -446,13 +557,28 @@ def _request_attr(manager: Any) -> str | None:
     return None
 
 
-def make_manager(
-    prov: Provider, target: Target, types: tuple[type, ...], sdk: dict[str, str]
-) -> Callable[..., Any]:
+class _Deferred:
+    """An awaitable that makes its coroutine only when awaited.
+
+    Put in place of an async stream manager's request: a coroutine made at
+    once would warn "coroutine ... was never awaited" when the manager is
+    never entered (the SDK's own request then warns as it does unpatched).
+    """
+
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self.make().__await__()  # type: ignore[no-any-return]
+
+
+def make_manager(prov: Provider, target: Target, sdk: Sdk) -> Callable[..., Any]:
     """Wrap ``messages.stream()``: it bypasses ``create`` and defers the request."""
 
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        call = _begin(prov, target, kwargs, types, sdk, wrapped, instance)
+        call = _begin(prov, target, kwargs, sdk, wrapped, instance)
         if call is None:
             return wrapped(*args, **kwargs)
         manager = (call.send or wrapped)(*args, **call.kwargs)
@@ -471,20 +597,25 @@ def make_manager(
                     try:
                         raw = await original
                     except Exception as exc:
+                        if fresh.refused(exc):
+                            raise
                         if not fresh.can_fall_back(exc):
                             fresh.failed(exc)
                             raise
                         again = wrapped(*args, **fresh.control_kwargs(kwargs))
                         try:
                             raw = await getattr(again, attr)
-                        except Exception as exc2:
+                        except BaseException as exc2:
                             fresh.failed(exc2)
                             raise
+                    except BaseException as exc:
+                        fresh.failed(exc)
+                        raise
                     with _guard.guard("capture_result"):
                         fresh.done(raw, raw)
                     return raw
 
-                setattr(manager, attr, arequest())
+                setattr(manager, attr, _Deferred(arequest))
             else:
 
                 def request() -> Any:
@@ -492,15 +623,20 @@ def make_manager(
                     try:
                         raw = original()
                     except Exception as exc:
+                        if fresh.refused(exc):
+                            raise
                         if not fresh.can_fall_back(exc):
                             fresh.failed(exc)
                             raise
                         again = wrapped(*args, **fresh.control_kwargs(kwargs))
                         try:
                             raw = getattr(again, attr)()
-                        except Exception as exc2:
+                        except BaseException as exc2:
                             fresh.failed(exc2)
                             raise
+                    except BaseException as exc:
+                        fresh.failed(exc)
+                        raise
                     with _guard.guard("capture_result"):
                         fresh.done(raw, raw)
                     return raw
@@ -509,6 +645,12 @@ def make_manager(
         return manager
 
     return wrapper
+
+
+# The SDK's warnings (stacklevel counted from its own frame) skip the wrappers' frames.
+make_sync = hidden_from_warnings(make_sync)
+make_async = hidden_from_warnings(make_async)
+make_manager = hidden_from_warnings(make_manager)
 
 
 def usage_of(obj: Any) -> dict[str, Any] | None:

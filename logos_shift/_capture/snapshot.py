@@ -8,6 +8,9 @@ copied here and everything else is kept by reference; the background thread
 serialises the copy.  Leaves that are immutable (str, numbers, tuples of them)
 need no copy.  The walk also returns an estimate of the JSON size, used for the
 memory bound.
+
+An SDK's "argument not given" placeholders (``omit``, ``NOT_GIVEN``: the types in
+``skip``) are left out, at any depth, as the SDK leaves them out of the request body.
 """
 
 from __future__ import annotations
@@ -16,16 +19,27 @@ from typing import Any
 
 _MAX_DEPTH = 32
 _SCALARS = (str, int, float, bool, type(None))
+_NOTHING: frozenset[type] = frozenset()
+#: What :func:`_copy` returns for a placeholder: its container leaves the item out.
+_LEFT_OUT = object()
 
 
-def snapshot(value: Any) -> tuple[Any, int]:
-    """Copy ``value``'s mutable containers; return ``(copy, estimated_bytes)``."""
+def snapshot(value: Any, skip: frozenset[type] = _NOTHING) -> tuple[Any, int]:
+    """Copy ``value``'s mutable containers; return ``(copy, estimated_bytes)``.
+
+    Args:
+        value: the call's keyword arguments (or any value).
+        skip: placeholder types: a dict item or list element of one of them is left out.
+
+    Returns:
+        The copy (``None`` if ``value`` itself is a placeholder) and its estimated JSON size.
+    """
     size = [0]
-    out = _copy(value, size, 0, set())
-    return out, size[0]
+    out = _copy(value, size, 0, set(), skip)
+    return (None if out is _LEFT_OUT else out), size[0]
 
 
-def _copy(value: Any, size: list[int], depth: int, active: set[int]) -> Any:
+def _copy(value: Any, size: list[int], depth: int, active: set[int], skip: frozenset[type]) -> Any:
     cls = type(value)
     if cls is str:
         size[0] += len(value) + 2
@@ -37,7 +51,7 @@ def _copy(value: Any, size: list[int], depth: int, active: set[int]) -> Any:
         size[0] += 16
         return value
     if cls is dict:
-        return _copy_dict(value, size, depth, active)
+        return _copy_dict(value, size, depth, active, skip)
     if cls is list or cls is tuple or cls is set or cls is frozenset:
         key = id(value)
         if key in active:
@@ -61,9 +75,11 @@ def _copy(value: Any, size: list[int], depth: int, active: set[int]) -> Any:
                     n += 8
                     append(v)
                 elif vt is dict and child < _MAX_DEPTH:
-                    append(_copy_dict(v, size, child, active))
+                    append(_copy_dict(v, size, child, active, skip))
                 else:
-                    append(_copy(v, size, child, active))
+                    c = _copy(v, size, child, active, skip)
+                    if c is not _LEFT_OUT:
+                        append(c)
             size[0] += n
             if cls is list:
                 return items
@@ -76,6 +92,8 @@ def _copy(value: Any, size: list[int], depth: int, active: set[int]) -> Any:
         n = len(value)
         size[0] += n * 4 // 3 + 16
         return bytes(value)
+    if cls in skip:
+        return _LEFT_OUT
     # Other objects (pydantic models, dataclasses, SDK types) are kept by
     # reference and serialised later; a flat estimate keeps the bound honest
     # enough without walking them here.
@@ -83,7 +101,9 @@ def _copy(value: Any, size: list[int], depth: int, active: set[int]) -> Any:
     return value
 
 
-def _copy_dict(value: dict[Any, Any], size: list[int], depth: int, active: set[int]) -> Any:
+def _copy_dict(
+    value: dict[Any, Any], size: list[int], depth: int, active: set[int], skip: frozenset[type]
+) -> Any:
     """:func:`_copy` of a plain dict (``depth`` below the limit)."""
     key = id(value)
     if key in active:
@@ -111,7 +131,11 @@ def _copy_dict(value: dict[Any, Any], size: list[int], depth: int, active: set[i
         try:
             child = depth + 1
             for k, v in nested:
-                d[k] = _copy(v, size, child, active)
+                c = _copy(v, size, child, active, skip)
+                if c is _LEFT_OUT:
+                    del d[k]
+                else:
+                    d[k] = c
         finally:
             active.discard(key)
     size[0] += n

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from logos_shift import _guard
 
 from . import record as _records
+from .frames import hidden_from_warnings
 
 _perf = time.perf_counter
 
@@ -185,12 +186,17 @@ async def _async_gen(inner: Any, cap: StreamCapture) -> AsyncIterator[Any]:
     cap.finish("completed")
 
 
+# A warning the SDK gives while a chunk is read names the caller's loop, not these frames.
+_sync_gen = hidden_from_warnings(_sync_gen)
+_async_gen = hidden_from_warnings(_async_gen)
+
+
 def _on_gc(cap: StreamCapture) -> None:
     cap.finish("partial")
 
 
-def caller(obj: Any, name: str) -> Callable[[], Any] | None:
-    """A no-argument callable for ``obj.<name>()`` that holds ``obj`` only weakly.
+def caller(obj: Any, name: str) -> Callable[..., Any] | None:
+    """A callable for ``obj.<name>(...)`` that holds ``obj`` only weakly.
 
     A closure over the bound method would make ``obj`` (the stream, its HTTP
     response) part of a reference cycle through its own instance attribute,
@@ -209,9 +215,9 @@ def caller(obj: Any, name: str) -> Callable[[], Any] | None:
         bound: Callable[[], Any] | None = getattr(obj, name, None)
         return bound
 
-    def call() -> Any:
+    def call(*args: Any, **kwargs: Any) -> Any:
         target = ref()
-        return None if target is None else fn(target)
+        return None if target is None else fn(target, *args, **kwargs)
 
     return call
 

@@ -8,8 +8,10 @@ from under another library's wrapper stacked on top.
 
 from __future__ import annotations
 
+import functools
 import gc
 import threading
+import types
 import warnings
 from collections.abc import Callable
 from importlib import import_module, metadata
@@ -18,7 +20,7 @@ from typing import Any
 import wrapt
 
 from logos_shift import _guard
-from logos_shift._capture.call import make_async, make_manager, make_sync
+from logos_shift._capture.call import RECORD_ID, Sdk, make_async, make_manager, make_sync
 
 from .base import Provider, parse_version
 
@@ -26,6 +28,7 @@ _lock = threading.RLock()
 #: provider name → the (owner class, method name, wrapt handle) it installed.
 _installed: dict[str, list[tuple[type, str, Any]]] = {}
 _warned: set[str] = set()
+_BOUND = wrapt.BoundFunctionWrapper
 
 
 def _mark(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -89,8 +92,7 @@ def install(name: str, prov: Provider, explicit: bool = True) -> bool:
                     stacklevel=3,
                 )
             return False
-        types = (pkg.Stream, pkg.AsyncStream)
-        sdk = {"name": prov.package, "version": version}
+        sdk = _sdk(pkg, prov, version)
         handles: list[tuple[type, str, Any]] = []
         for t in prov.targets:
             try:
@@ -100,16 +102,45 @@ def install(name: str, prov: Provider, explicit: bool = True) -> bool:
             if t.method not in vars(owner) or is_ours(vars(owner)[t.method]):
                 continue
             if t.kind == "stream_manager":
-                fn = make_manager(prov, t, types, sdk)
+                fn = make_manager(prov, t, sdk)
             elif t.is_async:
-                fn = make_async(prov, t, types, sdk)
+                fn = make_async(prov, t, sdk)
             else:
-                fn = make_sync(prov, t, types, sdk)
+                fn = make_sync(prov, t, sdk)
             handle = wrapt.wrap_function_wrapper(owner, t.method, _mark(fn))
             handles.append((owner, t.method, handle))
         _installed[name] = handles
+        _install_record_id(pkg, prov)
         _rebind_cached(handles, restore=False)
         return True
+
+
+def _classes(pkg: Any, names: tuple[str, ...]) -> tuple[type, ...]:
+    found = (getattr(pkg, n, None) for n in names)
+    return tuple(c for c in found if isinstance(c, type))
+
+
+def _sdk(pkg: Any, prov: Provider, version: str) -> Sdk:
+    """What the wrappers need of the installed SDK, its names resolved once."""
+    return Sdk(
+        info={"name": prov.package, "version": version},
+        stream_types=_classes(pkg, prov.stream_classes),
+        placeholders=frozenset(_classes(pkg, prov.placeholders)),
+        was_sent=prov.was_sent,
+    )
+
+
+def _install_record_id(pkg: Any, prov: Provider) -> None:
+    """Put the ``logos_shift_id`` descriptor on the SDK's response base class.
+
+    It stays after unpatching: a response captured before keeps its id, and one
+    that was not captured has none (``AttributeError``, as without logos_shift).
+    """
+    with _guard.guard("set_id"):
+        base = _classes(pkg, (prov.model_base,)) if prov.model_base else ()
+        if base and vars(base[0]).get("logos_shift_id") is not RECORD_ID:
+            # type.__setattr__: pydantic's metaclass would treat it as a field default.
+            type.__setattr__(base[0], "logos_shift_id", RECORD_ID)
 
 
 def uninstall(name: str) -> None:
@@ -140,31 +171,75 @@ def patched() -> list[str]:
 
 
 def _rebind_cached(handles: list[tuple[type, str, Any]], restore: bool) -> None:
-    """Point ``with_raw_response`` objects built before (un)patching at the current method.
+    """Point the bound methods taken before (un)patching at the method as it is now.
 
-    ``resource.with_raw_response`` is a cached object whose ``create`` closes
-    over the bound method as it was when first touched; a class-level patch
-    never sees those calls.  The closure cell is updated in place.
+    A bound method taken before ``patch_all()`` (``create =
+    client.chat.completions.create``, kept by instructor's ``from_openai``, or by
+    the SDK's own cached ``with_raw_response`` objects) calls the original
+    function; a class-level patch never sees those calls.  Every reference to
+    such a bound method that can be rewritten in place (a closure cell, a dict,
+    a list, an object's attributes, a ``functools.partial``) is pointed at the
+    patched one, and back at the original when unpatching.
     """
     owners = {(owner, method) for owner, method, _ in handles}
-    for obj in gc.get_objects():
-        tname = type(obj).__name__
-        if not tname.endswith(("WithRawResponse", "WithStreamingResponse")):
-            continue
-        with _guard.guard("rebind_cached"):
-            for fn in list(vars(obj).values()):
-                for cell in getattr(fn, "__closure__", None) or ():
-                    try:
-                        bound = cell.cell_contents
-                    except ValueError:
-                        continue
-                    if restore:
-                        if is_ours(bound):
-                            cell.cell_contents = bound.__wrapped__
-                        continue
-                    self_ = getattr(bound, "__self__", None)
-                    name = getattr(bound, "__name__", None)
-                    if self_ is None or is_ours(bound) or not isinstance(name, str):
-                        continue
-                    if any(isinstance(self_, o) and name == m for o, m in owners):
-                        cell.cell_contents = getattr(self_, name)
+    originals = {getattr(h, "__wrapped__", None) for _, _, h in handles}
+    stale: dict[int, Any] = {}
+    with _guard.guard("rebind_cached"):
+        # type(obj), never isinstance(): that reads obj.__class__, which the SDKs' lazy
+        # module proxies answer by importing (anthropic's vertex extra, google-auth).
+        for obj in gc.get_objects():
+            cls = type(obj)
+            if restore:
+                if issubclass(cls, _BOUND) and is_ours(obj):
+                    self_ = obj.__self__
+                    if any(isinstance(self_, o) and obj.__name__ == m for o, m in owners):
+                        stale[id(obj)] = obj
+            elif cls is types.MethodType and obj.__func__ in originals:
+                stale[id(obj)] = obj
+            elif issubclass(cls, _BOUND) and getattr(obj, "_self_parent", None) in originals:
+                # bound through another library's wrapper that we wrapped in turn
+                stale[id(obj)] = obj
+        if not stale:
+            return
+        fresh = {
+            key: (m.__wrapped__ if restore else getattr(m.__self__, m.__name__))
+            for key, m in stale.items()
+        }
+        found = list(stale.values())
+        for ref in gc.get_referrers(*found):
+            if ref is stale or ref is fresh or ref is found:
+                continue
+            with _guard.guard("rebind_cached"):
+                _replace_in(ref, stale, fresh)
+
+
+def _replace_in(ref: Any, stale: dict[int, Any], fresh: dict[int, Any]) -> None:
+    """Replace, inside ``ref``, each object of ``stale`` by its ``fresh`` counterpart."""
+
+    def swap(value: Any) -> Any:
+        key = id(value)
+        return fresh.get(key, value) if stale.get(key) is value else value
+
+    kind = type(ref)  # never isinstance() or getattr() on ref: it may be a lazy proxy
+    if kind is types.CellType:
+        ref.cell_contents = swap(ref.cell_contents)
+    elif kind is dict:
+        for k, v in list(ref.items()):
+            new = swap(v)
+            if new is not v:
+                ref[k] = new
+    elif kind is list:
+        ref[:] = [swap(v) for v in ref]
+    elif kind is functools.partial:
+        new = swap(ref.func)
+        if new is not ref.func:
+            ref.__setstate__((new, ref.args, ref.keywords, vars(ref) or None))
+    elif not issubclass(kind, type):
+        try:
+            attrs = object.__getattribute__(ref, "__dict__")
+        except AttributeError:
+            return
+        for k, v in list(attrs.items()):
+            new = swap(v)
+            if new is not v:
+                attrs[k] = new

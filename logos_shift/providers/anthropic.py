@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ._stainless import derive_endpoint
+from . import _stainless
 from .base import Provider, Target
 
 _MSG = "anthropic.resources.messages.messages"
@@ -140,5 +140,8 @@ PROVIDER = Provider(
     min_version=(0, 49),
     max_version=(3,),
     targets=_targets(),
-    derive_endpoint=derive_endpoint,
+    derive_endpoint=_stainless.derive_endpoint,
+    placeholders=_stainless.PLACEHOLDERS,
+    model_base=_stainless.MODEL_BASE,
+    was_sent=_stainless.was_sent,
 )

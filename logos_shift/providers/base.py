@@ -63,7 +63,17 @@ class Provider:
         targets: the methods to wrap.
         usage_only: ``usage_only(chunk)`` is true for the usage-only chunk that
             ``stream_options.include_usage`` adds (hidden when logos_shift injected it).
-        stream_usage_option: the request option that asks for stream usage, if any.
+        stream_usage_sources: the record sources whose streams get ``include_usage``.
+        stream_classes: names of the SDK package's stream classes (a result of one is
+            captured as a stream).
+        placeholders: names of the SDK package's "argument not given" classes (``Omit``,
+            ``NotGiven``): such arguments are left out of the record, as the SDK leaves
+            them out of the request.
+        model_base: name of the SDK package's response base class; ``logos_shift_id``
+            is installed there as a descriptor, so it stays out of the response's data.
+        was_sent: ``was_sent(exc)`` is false for an exception the SDK raised before
+            sending anything (a client-side refusal, which records nothing); None
+            records every exception.
         derive_endpoint: ``derive_endpoint(resource, base_url, api_key)`` returns
             an SDK resource like ``resource`` on a client derived from the
             caller's for another endpoint (``api_key`` ``None`` keeps the
@@ -80,6 +90,10 @@ class Provider:
     usage_only: Callable[[Any], bool] | None = None
     stream_usage_sources: frozenset[str] = field(default_factory=frozenset)
     derive_endpoint: Callable[[Any, str, str | None], Any] | None = None
+    stream_classes: tuple[str, ...] = ("Stream", "AsyncStream")
+    placeholders: tuple[str, ...] = ()
+    model_base: str | None = None
+    was_sent: Callable[[BaseException], bool] | None = None
 
 
 def parse_version(text: str) -> tuple[int, ...]:

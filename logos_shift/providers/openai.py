@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._stainless import derive_endpoint
+from . import _stainless
 from .base import Provider, Target
 
 _CHAT = "openai.resources.chat.completions.completions"
@@ -273,7 +273,10 @@ PROVIDER = Provider(
     min_version=(1, 66),
     max_version=(4,),
     targets=_targets(),
+    placeholders=_stainless.PLACEHOLDERS,
+    model_base=_stainless.MODEL_BASE,
+    was_sent=_stainless.was_sent,
     usage_only=usage_only,
     stream_usage_sources=frozenset({"openai.chat.completions"}),
-    derive_endpoint=derive_endpoint,
+    derive_endpoint=_stainless.derive_endpoint,
 )

@@ -150,7 +150,6 @@ def check_call_record(
     *,
     stream: bool,
     failed: bool = False,
-    placeholders_ok: bool = False,
 ) -> None:
     """Assert what every call record must hold, against the request that was sent.
 
@@ -159,21 +158,17 @@ def check_call_record(
         req: the request the fake received for it (the last attempt's).
         stream: whether the framework streamed it.
         failed: whether the call ended in an error.
-        placeholders_ok: skip the checks issue 11 point 1 breaks today (SDK sentinels in
-            ``input``); a separate strict-xfail test asserts them for the same scenario.
     """
     assert rec["type"] == "call"
     assert rec["schema"] == 1
-    if not placeholders_ok:
-        assert not placeholders(rec), placeholders(rec)
+    assert not placeholders(rec), placeholders(rec)
     assert rec["provider"] in ("openai", "anthropic")
     assert isinstance(rec["input"], dict)
     if req is not None:
         body = req.body
         assert rec["requested_model"] == body["model"]
         extra = set(rec["input"]) - set(body) - _NOT_IN_BODY
-        if not placeholders_ok:
-            assert not extra, f"recorded arguments the SDK did not send: {sorted(extra)}"
+        assert not extra, f"recorded arguments the SDK did not send: {sorted(extra)}"
         for key in ("messages", "input", "system", "tools"):
             if key in body and key in rec["input"] and isinstance(body[key], (str, list)):
                 assert json.dumps(rec["input"][key], sort_keys=True) == json.dumps(

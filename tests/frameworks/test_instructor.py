@@ -15,10 +15,6 @@ from .conftest import Tier
 
 PROMPT = "one two three"
 MESSAGES = [{"role": "user", "content": PROMPT}]
-POINT4 = (
-    "issue 11 point 4: instructor.from_openai/from_anthropic keep the bound `create` of the "
-    "client; one built before patch_all() is never captured"
-)
 
 
 class Weather(BaseModel):
@@ -144,7 +140,6 @@ def test_invalid_answer_reasked_gives_a_record_per_attempt(tier: Tier) -> None:
     ]
 
 
-@pytest.mark.xfail(strict=True, reason=POINT4)
 @pytest.mark.parametrize("sdk", ["openai", "anthropic"])
 def test_client_built_before_patching_is_captured(tier: Tier, sdk: str) -> None:
     """An instructor client made before patch_all() is captured like one made after."""

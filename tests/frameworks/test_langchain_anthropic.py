@@ -14,14 +14,6 @@ from ._checks import check_call_record, check_export, output_text, output_tool_c
 from .conftest import Tier
 
 MODEL = "claude-3-5-haiku-latest"
-POINT5 = (
-    "issue 11 point 5: a cancelled async call (asyncio.wait_for around ainvoke) leaves no "
-    "record: CancelledError is a BaseException the wrapper does not catch"
-)
-POINT6 = (
-    "issue 11 point 6: the SDK's deprecated-model warning (stacklevel=3) points into "
-    "logos_shift/_capture/call.py instead of the caller"
-)
 
 
 def _llm(tier: Tier, retries: int = 0, model: str = MODEL, **kw: Any) -> ChatAnthropic:
@@ -134,7 +126,6 @@ def test_mid_stream_error_is_recorded_as_a_stream_error(tier: Tier) -> None:
     check_call_record(rec, run.requests[0], stream=True, failed=True)
 
 
-@pytest.mark.xfail(strict=True, reason=POINT5)
 def test_cancelled_ainvoke_is_recorded(tier: Tier) -> None:
     """ainvoke cancelled by asyncio.wait_for: a record with error type CancelledError."""
 
@@ -154,7 +145,6 @@ def _deprecated_model() -> str:
     return next(iter(_anthropic_messages.DEPRECATED_MODELS))
 
 
-@pytest.mark.xfail(strict=True, reason=POINT6)
 def test_deprecated_model_warning_points_where_it_does_unpatched(tier: Tier) -> None:
     """The SDK's deprecation warning names the same file and line with the patch as without."""
 

@@ -11,11 +11,6 @@ from . import _langchain as lc
 from ._checks import check_call_record, check_export, output_text, output_tool_calls, placeholders
 from .conftest import Tier
 
-POINT5 = (
-    "issue 11 point 5: a cancelled async call (asyncio.wait_for around ainvoke) leaves no "
-    "record: CancelledError is a BaseException the wrapper does not catch"
-)
-
 
 def _llm(tier: Tier, retries: int = 0, **kw: Any) -> ChatOpenAI:
     # Clients of this run: LangChain's own defaults are cached per base URL for the
@@ -130,7 +125,6 @@ def test_mid_stream_error_is_recorded_as_a_stream_error(tier: Tier) -> None:
     assert rec["stream"]["chunks"] == 3
 
 
-@pytest.mark.xfail(strict=True, reason=POINT5)
 def test_cancelled_ainvoke_is_recorded(tier: Tier) -> None:
     """ainvoke cancelled by asyncio.wait_for: a record with error type CancelledError."""
 

@@ -27,16 +27,6 @@ SMALL = {"max_tokens": 256}
 #: (2.x); 1.0.0 streams or not by its own rule and never meets the refusal.
 RETRIES_REFUSED = "Streaming is required" in inspect.getsource(_anthropic_model)
 NO_REFUSAL = "this pydantic-ai release never sends a request the anthropic SDK refuses"
-POINT1 = "issue 11 point 1: pydantic-ai passes `omit` for unset options; recorded as object reprs"
-POINT3 = (
-    "issue 11 point 3: the anthropic SDK refuses the non-streaming request client-side and "
-    "pydantic-ai retries streaming; the refused call leaves an extra error record"
-)
-
-#: The main tests check everything but point 1, which the strict xfail tests
-#: ``test_records_hold_no_sdk_placeholders`` assert (old releases pass NOT_GIVEN, whose
-#: repr is no object repr, so the suite-wide check's marker is not strict here).
-KNOWN_POINT1 = pytest.mark.object_repr_records(reason=POINT1, strict=False)
 
 
 class Weather(BaseModel):
@@ -68,7 +58,6 @@ def _summary(result: Any) -> dict[str, Any]:
 KINDS = ["chat", "responses", "anthropic"]
 
 
-@KNOWN_POINT1
 @pytest.mark.parametrize("kind", KINDS)
 def test_text_reply_gives_one_record(tier: Tier, kind: str) -> None:
     """agent.run: one record whose text is the agent's output and whose id is the model's."""
@@ -80,7 +69,7 @@ def test_text_reply_gives_one_record(tier: Tier, kind: str) -> None:
     run = tier.run(scenario)
     assert run.value["output"] == f"Echo: {PROMPT}"
     (rec,) = run.records
-    check_call_record(rec, run.requests[0], stream=False, placeholders_ok=True)
+    check_call_record(rec, run.requests[0], stream=False)
     assert output_text(rec) == run.value["output"]
     assert rec["response_id"] == run.value["ids"][0]
     if kind != "responses":
@@ -89,7 +78,6 @@ def test_text_reply_gives_one_record(tier: Tier, kind: str) -> None:
         assert run.examples[0]["messages"][-1]["content"] == run.value["output"]
 
 
-@pytest.mark.xfail(strict=True, reason=POINT1)
 @pytest.mark.parametrize("kind", KINDS)
 def test_records_hold_no_sdk_placeholders(tier: Tier, kind: str) -> None:
     """`omit` arguments are left out of the record and of the exported example."""
@@ -105,7 +93,6 @@ def test_records_hold_no_sdk_placeholders(tier: Tier, kind: str) -> None:
     check_export(run.examples)
 
 
-@KNOWN_POINT1
 @pytest.mark.parametrize("kind", KINDS)
 def test_stream_is_recorded_completed(tier: Tier, kind: str) -> None:
     """agent.run_stream: one completed stream record holding the streamed text."""
@@ -120,11 +107,10 @@ def test_stream_is_recorded_completed(tier: Tier, kind: str) -> None:
     run = tier.run(scenario)
     assert "".join(run.value["deltas"]) == run.value["output"] == f"Echo: {PROMPT}"
     (rec,) = run.records
-    check_call_record(rec, run.requests[0], stream=True, placeholders_ok=True)
+    check_call_record(rec, run.requests[0], stream=True)
     assert output_text(rec) == run.value["output"]
 
 
-@KNOWN_POINT1
 @pytest.mark.parametrize("kind", KINDS)
 def test_tool_call_round_trip_gives_two_records(tier: Tier, kind: str) -> None:
     """A tool call, then the answer: two records, the first holding the call and its arguments."""
@@ -142,8 +128,8 @@ def test_tool_call_round_trip_gives_two_records(tier: Tier, kind: str) -> None:
     run = tier.run(scenario)
     assert run.value["parts"] == [["ToolCallPart"], ["TextPart"]]
     first, second = run.records
-    check_call_record(first, run.requests[0], stream=False, placeholders_ok=True)
-    check_call_record(second, run.requests[1], stream=False, placeholders_ok=True)
+    check_call_record(first, run.requests[0], stream=False)
+    check_call_record(second, run.requests[1], stream=False)
     assert output_tool_calls(first) == [("get_weather", {"city": "fake"})]
     assert output_text(second) == run.value["output"]
     if kind != "responses":
@@ -151,7 +137,6 @@ def test_tool_call_round_trip_gives_two_records(tier: Tier, kind: str) -> None:
         assert len(run.examples) == 2
 
 
-@KNOWN_POINT1
 @pytest.mark.parametrize("kind", KINDS)
 def test_structured_output_tool_is_recorded(tier: Tier, kind: str) -> None:
     """output_type=Model goes through the output tool: the record holds its arguments."""
@@ -163,12 +148,11 @@ def test_structured_output_tool_is_recorded(tier: Tier, kind: str) -> None:
     run = tier.run(scenario)
     assert isinstance(run.value["output"], Weather)
     (rec,) = run.records
-    check_call_record(rec, run.requests[0], stream=False, placeholders_ok=True)
+    check_call_record(rec, run.requests[0], stream=False)
     ((_name, args),) = output_tool_calls(rec)
     assert Weather.model_validate(args) == run.value["output"]
 
 
-@KNOWN_POINT1
 @pytest.mark.parametrize("kind", KINDS)
 def test_server_error_gives_one_error_record(tier: Tier, kind: str) -> None:
     """A 500 the agent raises: one error record with its status, nothing exported."""
@@ -180,12 +164,11 @@ def test_server_error_gives_one_error_record(tier: Tier, kind: str) -> None:
     run = tier.run(scenario)
     assert run.patched[0] == "raised"
     (rec,) = run.records
-    check_call_record(rec, run.requests[0], stream=False, failed=True, placeholders_ok=True)
+    check_call_record(rec, run.requests[0], stream=False, failed=True)
     assert rec["error"]["status"] == 500
     assert run.examples == []
 
 
-@KNOWN_POINT1
 @pytest.mark.parametrize("kind", ["chat", "anthropic"])
 def test_rate_limit_retried_by_the_sdk_is_one_record(tier: Tier, kind: str) -> None:
     """A 429 then a 200 (the SDK's retry): one successful record."""
@@ -198,7 +181,7 @@ def test_rate_limit_retried_by_the_sdk_is_one_record(tier: Tier, kind: str) -> N
     run = tier.run(scenario)
     assert len(run.requests) == 2
     (rec,) = run.records
-    check_call_record(rec, run.requests[1], stream=False, placeholders_ok=True)
+    check_call_record(rec, run.requests[1], stream=False)
     assert output_text(rec) == run.value["output"]
 
 
@@ -213,7 +196,6 @@ def _big_model_scenario(tier: Tier) -> Any:
     return scenario
 
 
-@KNOWN_POINT1
 @pytest.mark.skipif(not RETRIES_REFUSED, reason=NO_REFUSAL)
 def test_refused_then_streamed_request_gives_the_same_result(tier: Tier) -> None:
     """What holds today: pydantic-ai's result is unchanged and the streamed request is recorded."""
@@ -223,12 +205,10 @@ def test_refused_then_streamed_request_gives_the_same_result(tier: Tier) -> None
     assert run.requests[0].body["stream"] is True
     streamed = [r for r in run.records if r["stream"] is not None]
     assert len(streamed) == 1
-    check_call_record(streamed[0], run.requests[0], stream=True, placeholders_ok=True)
+    check_call_record(streamed[0], run.requests[0], stream=True)
 
 
-@KNOWN_POINT1
 @pytest.mark.skipif(not RETRIES_REFUSED, reason=NO_REFUSAL)
-@pytest.mark.xfail(strict=True, reason=POINT3)
 def test_request_refused_by_the_sdk_leaves_no_error_record(tier: Tier) -> None:
     """One request reached the provider: one record, and no error any statistic would count."""
     run = tier.run(_big_model_scenario(tier))

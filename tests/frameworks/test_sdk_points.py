@@ -13,22 +13,12 @@ from ._checks import check_call_record
 from .conftest import Tier
 
 MESSAGES = [{"role": "user", "content": "one two three"}]
-POINT6 = (
-    "issue 11 point 6: the SDK's deprecated-model warning (stacklevel=3) points into "
-    "logos_shift/_capture/call.py instead of the caller"
-)
-POINT7 = (
-    "issue 11 point 7: the patched AsyncMessages.stream() replaces the manager's request with "
-    "a new coroutine at once; unused, it warns 'coroutine ... was never awaited'"
-)
-POINT8 = "issue 11 point 8: logos_shift_id is set in the response's __dict__"
 
 
 def _unawaited(caught: list[warnings.WarningMessage]) -> list[str]:
     return [str(w.message) for w in caught if "never awaited" in str(w.message)]
 
 
-@pytest.mark.xfail(strict=True, reason=POINT7)
 def test_unused_async_message_stream_creates_no_unawaited_coroutine(tier: Tier) -> None:
     """An AsyncAnthropic messages.stream(...) never entered warns no more than unpatched."""
 
@@ -47,7 +37,6 @@ def test_unused_async_message_stream_creates_no_unawaited_coroutine(tier: Tier) 
     assert not any("logos_shift" in w or "arequest" in w for w in run.value)
 
 
-@pytest.mark.xfail(strict=True, reason=POINT6)
 @pytest.mark.parametrize("stream", [False, True])
 def test_deprecated_model_warning_keeps_the_callers_location(tier: Tier, stream: bool) -> None:
     """The SDK's DeprecationWarning names the caller's file and line, patched as unpatched."""
@@ -83,7 +72,6 @@ def _views(resp: Any) -> dict[str, Any]:
     }
 
 
-@pytest.mark.xfail(strict=True, reason=POINT8)
 @pytest.mark.parametrize("sdk", ["openai", "anthropic"])
 def test_logos_shift_id_is_not_part_of_the_response_data(tier: Tier, sdk: str) -> None:
     """dict(), vars() and iterating a response show the SDK's fields only, as unpatched."""

@@ -216,14 +216,18 @@ def test_async_streaming_response_parse(fake_provider: FakeProvider) -> None:
 
 
 def test_streaming_response_of_a_stream_parsed_by_the_caller(fake_provider: FakeProvider) -> None:
-    """stream=True under with_streaming_response: the caller's own Stream is left alone."""
+    """stream=True under with_streaming_response: the Stream from parse() is captured as one."""
     with capture_records() as cap, _oa(fake_provider) as c:
         with c.chat.completions.with_streaming_response.create(
             model=OA_MODEL, messages=MSGS, stream=True
         ) as resp:
-            texts = [ch.choices[0].delta.content for ch in resp.parse() if ch.choices]
+            chunks = list(resp.parse())
         calls = cap.calls
-    assert "".join(t for t in texts if t).startswith("Echo: ")
-    assert len(calls) == 1
-    assert calls[0]["output"] is None
-    assert calls[0]["error"] is None
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks)
+    assert text.startswith("Echo: ")
+    (rec,) = calls
+    assert rec["stream"]["status"] == "completed"
+    assert rec["stream"]["chunks"] >= len(chunks)
+    assert rec["output"]["choices"][0]["message"]["content"] == text
+    assert rec["response_id"] == chunks[0].id
+    assert rec["error"] is None
