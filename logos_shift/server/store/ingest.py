@@ -239,6 +239,7 @@ def ingest(
     if not call_rows and not fb_rows:
         return out
     with db.write() as conn:
+        aggregates.lock_rollouts(db, conn, project_id)
         _insert(db, conn, calls, project_id, call_rows, out)
         new_calls = [row for i, row in call_rows if out.results[i]["status"] == "ok"]
         # Counted before feedback joins them: a joined verdict then moves like any other.
