@@ -18,9 +18,10 @@ called when a rollout is saved) normally starts after every stored call; when
 calls from its future are already stored (a client clock ahead, or a call made
 while the transition committed) the windows from there on are rebuilt from the
 calls, as they are for a rollout whose aggregates were never kept (a database
-upgraded mid-canary).  On PostgreSQL ingest reads the windows under a share
-lock on the rollout row, and a transition updates that row first, so a call is
-never counted in a window that closed before it was committed.
+upgraded mid-canary).  On PostgreSQL ingest share-locks the project's rollout
+rows before it stores anything (:func:`lock_rollouts`) and a transition updates
+its row first, so a call is never counted in a window that closed before it was
+committed, and the two take their locks in the same order (no deadlock).
 """
 
 from __future__ import annotations
