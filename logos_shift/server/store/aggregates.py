@@ -18,9 +18,10 @@ called when a rollout is saved) normally starts after every stored call; when
 calls from its future are already stored (a client clock ahead, or a call made
 while the transition committed) the windows from there on are rebuilt from the
 calls, as they are for a rollout whose aggregates were never kept (a database
-upgraded mid-canary).  On PostgreSQL ingest reads the windows under a share
-lock on the rollout row, and a transition updates that row first, so a call is
-never counted in a window that closed before it was committed.
+upgraded mid-canary).  On PostgreSQL ingest share-locks the project's rollout
+rows before it stores anything (:func:`lock_rollouts`) and a transition updates
+its row first, so a call is never counted in a window that closed before it was
+committed, and the two take their locks in the same order (no deadlock).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ __all__ = [
     "add_calls",
     "change_outcomes",
     "counting",
+    "lock_rollouts",
     "open_windows",
     "read",
 ]
@@ -192,6 +194,9 @@ _ROLLOUTS_Q = sa.select(rollouts.c.route, rollouts.c.generation, rollouts.c.vari
 # A transition updates the rollout row before it opens a window: ingest on PostgreSQL
 # waits for it, and it waits for the ingests counting into the window it closes.
 _ROLLOUTS_SHARED_Q = _ROLLOUTS_Q.with_for_update(read=True)
+_LOCK_Q = (
+    sa.select(rollouts.c.route).where(rollouts.c.project_id == _PID).with_for_update(read=True)
+)
 _BODIES_Q = sa.select(routes.c.name, routes.c.body).where(
     routes.c.project_id == _PID, routes.c.name.in_(_NAMES)
 )
@@ -237,6 +242,23 @@ def _control_name(route: Any) -> str:
 def _unit_key(route: Any) -> str:
     assignment = route.get("assignment") if isinstance(route, dict) else None
     return str((assignment or {}).get("unit") or "user_id")
+
+
+def lock_rollouts(db: Database, conn: Connection, project_id: int) -> None:
+    """Share-lock the project's rollout rows first thing in an ingest transaction (PostgreSQL).
+
+    A transition locks its rollout row, then the project row (the config version);
+    storing a call locks the project row too (its foreign key).  Taking the rollout
+    rows first in ingest keeps that order everywhere, so the two queue instead of
+    deadlocking.  No-op on SQLite (one writer at a time).
+
+    Args:
+        db: the database.
+        conn: the ingest's write transaction, before it stores anything.
+        project_id: the project.
+    """
+    if db.dialect == "postgresql":
+        conn.execute(_LOCK_Q, {"pid": project_id}).all()
 
 
 def counting(db: Database, conn: Connection, project_id: int, names: Iterable[str]) -> Counting:
@@ -434,6 +456,15 @@ def open_windows(
         starts: the window starts the engine will read from.
     """
     key = _key(project_id, route, generation)
+    if db.dialect == "postgresql":
+        # The rollout row first, as a transition and ingest take it: two openings (a
+        # transition and an evidence read) then queue instead of deadlocking on the
+        # window rows each inserted.
+        conn.execute(
+            sa.select(rollouts.c.route)
+            .where(rollouts.c.project_id == project_id, rollouts.c.route == route)
+            .with_for_update()
+        )
     w = rollout_windows.c
     where = (w.project_id == project_id, w.route == route, w.generation == generation)
     have = {float(x) for x in conn.execute(sa.select(w.start_ts).where(*where)).scalars()}

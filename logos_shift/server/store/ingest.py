@@ -245,6 +245,7 @@ def ingest(
         # deadlock victim: the statuses of the aborted attempt are forgotten.
         out.results[:] = [dict(r) for r in statuses]
         with db.write() as conn:
+            aggregates.lock_rollouts(db, conn, project_id)
             _insert(db, conn, calls, project_id, call_rows, out)
             new_calls = [row for i, row in call_rows if out.results[i]["status"] == "ok"]
             # Counted before feedback joins them: a joined verdict then moves like any other.

@@ -10,6 +10,7 @@ import requests
 
 from logos_shift.server import (
     Backend,
+    Database,
     RolloutSettings,
     ServerSettings,
     create_app,
@@ -82,8 +83,12 @@ def test_loop_timings_come_from_the_argument_else_the_environment(
     """``rollout=`` sets the loop's interval, debounce and lease; without it the
     ``$LOGOS_SHIFT_ROLLOUT_*`` variables do, over the defaults."""
     monkeypatch.setenv("LOGOS_SHIFT_ROLLOUT_LEASE_S", "3")
-    app = create_app(db_url, settings=ServerSettings())
-    assert app.state.rollout_settings == RolloutSettings(lease_s=3.0)
-    given = RolloutSettings(interval_s=1.0, debounce_s=0.1, lease_s=2.0)
-    app = create_app(db_url, settings=ServerSettings(), rollout=given)
-    assert app.state.rollout_settings is given
+    db = Database(db_url)  # not served: the test owns (and disposes) the engine
+    try:
+        app = create_app(db, settings=ServerSettings())
+        assert app.state.rollout_settings == RolloutSettings(lease_s=3.0)
+        given = RolloutSettings(interval_s=1.0, debounce_s=0.1, lease_s=2.0)
+        app = create_app(db, settings=ServerSettings(), rollout=given)
+        assert app.state.rollout_settings is given
+    finally:
+        db.dispose()
