@@ -158,6 +158,7 @@ def create_app(
     """
     from . import api
     from .api import rollout as rollout_api
+    from .api import ui
 
     owned = isinstance(database, str)
     settings = settings if settings is not None else ServerSettings.load()
@@ -195,6 +196,7 @@ def create_app(
     installed: list[object] = []
     if extensions:
         installed.append(rollout_api.install(app))
+    ui.install(app)
     app.add_middleware(Guard, limits=limits)
     _document_records(app)
     return app

@@ -519,3 +519,46 @@ def dataset_calls(
     ]
     models = collections.Counter(str(r.requested_model) for r in rows if r.requested_model)
     return out, models
+
+
+def usage_totals(db: Database, project_id: int) -> list[dict[str, Any]]:
+    """Sum calls and tokens per dataset, model, route and variant (one grouped query).
+
+    Args:
+        db: the database.
+        project_id: the project.
+
+    Returns:
+        ``[{"dataset", "model", "route", "variant", "calls", "input_tokens",
+        "output_tokens"}]``, by dataset then model; the row count is the number of
+        distinct groups, not of calls.
+    """
+    model = sa.func.coalesce(calls.c.served_model, calls.c.requested_model)
+    query = (
+        sa.select(
+            calls.c.dataset,
+            model.label("model"),
+            calls.c.route,
+            calls.c.variant,
+            sa.func.count().label("n"),
+            sa.func.coalesce(sa.func.sum(calls.c.input_tokens), 0).label("tin"),
+            sa.func.coalesce(sa.func.sum(calls.c.output_tokens), 0).label("tout"),
+        )
+        .where(calls.c.project_id == project_id)
+        .group_by(calls.c.dataset, model, calls.c.route, calls.c.variant)
+        .order_by(calls.c.dataset, model)
+    )
+    with db.read() as conn:
+        rows = conn.execute(query).all()
+    return [
+        {
+            "dataset": r.dataset,
+            "model": r.model,
+            "route": r.route,
+            "variant": r.variant,
+            "calls": int(r.n),
+            "input_tokens": int(r.tin),
+            "output_tokens": int(r.tout),
+        }
+        for r in rows
+    ]
