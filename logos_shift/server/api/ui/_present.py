@@ -58,7 +58,8 @@ def summary(record: dict[str, Any], fb: dict[str, Any], price_of: PriceOf) -> di
         price_of: the price lookup.
 
     Returns:
-        ``id, when, dataset, model, route, variant, latency_ms, tokens, cost, outcome, error``.
+        ``id, when, dataset, model, route, variant, latency_ms, tokens, cost, outcome,
+        error, preview``.
     """
     usage = record.get("usage") if isinstance(record.get("usage"), dict) else {}
     tin = int(usage.get("input_tokens") or 0) if isinstance(usage, dict) else 0
@@ -77,7 +78,15 @@ def summary(record: dict[str, Any], fb: dict[str, Any], price_of: PriceOf) -> di
         "cost": usd(cost_of(price_of(str(model) if model else None), tin, tout)),
         "outcome": fb.get("outcome") or "no feedback",
         "error": bool(record.get("error")) or bool(record.get("fallback")),
+        "preview": _preview(record),
     }
+
+
+def _preview(record: dict[str, Any]) -> str:
+    """The last user message, cut to 80 characters (what the list shows of a call)."""
+    users = [t["text"] for t in conversation(record) if t["role"] == "user"]
+    text = " ".join(users[-1].split()) if users else ""
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 def _text(content: Any) -> str:
