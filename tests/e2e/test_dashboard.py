@@ -176,6 +176,17 @@ def _shot(driver: Any, name: str) -> None:
         driver.save_screenshot(str(Path(SHOTS) / f"{name}.png"))
 
 
+def _navigate(driver: Any, element: Any, submit: bool = False) -> None:
+    """Click (or submit) ``element`` and wait until the next page replaced this one."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import staleness_of
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    page = driver.find_element(By.TAG_NAME, "html")
+    element.submit() if submit else element.click()
+    WebDriverWait(driver, 15).until(staleness_of(page))
+
+
 def _text(driver: Any) -> str:
     from selenium.webdriver.common.by import By
 
@@ -207,7 +218,7 @@ def test_dashboard_in_a_browser(
         field = browser.find_element(By.ID, "key")
         field.clear()
         field.send_keys(key)
-        browser.find_element(By.CSS_SELECTOR, "form.login button").click()
+        _navigate(browser, browser.find_element(By.CSS_SELECTOR, "form.login button"))
 
     # A signed-out visitor lands on the sign-in form; an ingest key is refused.
     browser.get(site.url + "/ui/calls")
@@ -228,15 +239,21 @@ def test_dashboard_in_a_browser(
     assert browser.execute_script("return document.cookie") == ""
     _shot(browser, "overview")
 
-    browser.find_element(By.LINK_TEXT, "Calls").click()
+    _navigate(browser, browser.find_element(By.LINK_TEXT, "Calls"))
     assert "question 39" in _text(browser)
     _shot(browser, "calls")
     box = browser.find_element(By.ID, "f-q")
-    box.send_keys(hostile_id)
-    box.submit()
-    (link,) = browser.find_elements(By.CSS_SELECTOR, "tbody a")  # by its response id
+    box.send_keys(hostile_id)  # by the provider's response id
+    _navigate(browser, box, submit=True)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "tbody a")) == 1
     assert "what is 2+2?" in _text(browser)
-    link.click()
+    box = browser.find_element(By.ID, "f-q")
+    box.clear()
+    box.send_keys("WHAT IS 2+2")  # by text, case-insensitive: both hostile calls
+    _navigate(browser, box, submit=True)
+    links = browser.find_elements(By.CSS_SELECTOR, "tbody a")
+    assert len(links) == 2
+    _navigate(browser, links[-1])  # the older one, made before the canary
     page = _text(browser)
     assert HOSTILE in page  # shown literally, as text
     with pytest.raises(NoAlertPresentException):
@@ -244,9 +261,9 @@ def test_dashboard_in_a_browser(
     assert "gpt-4o" in page
     _shot(browser, "call")
 
-    browser.find_element(By.LINK_TEXT, "Overview").click()
+    _navigate(browser, browser.find_element(By.LINK_TEXT, "Overview"))
     assert "Canary: 10.0% of users get" in _text(browser)
-    browser.find_element(By.CSS_SELECTOR, "a[href='/ui/routes/support']").click()
+    _navigate(browser, browser.find_element(By.CSS_SELECTOR, "a[href='/ui/routes/support']"))
     assert "Canary: 10.0% of users get" in _text(browser)
     assert "No calls on this route yet" not in _text(browser)  # both arms have evidence
     arms = browser.find_elements(
@@ -254,17 +271,17 @@ def test_dashboard_in_a_browser(
     )
     assert len(arms) == 2
     _shot(browser, "rollout")
-    browser.find_element(By.XPATH, "//button[normalize-space()='Pause']").click()
+    _navigate(browser, browser.find_element(By.XPATH, "//button[normalize-space()='Pause']"))
     assert "Paused by hand at 10.0%" in _text(browser)
     assert site.api("GET", "/v1/routes/support/rollout").json()["state"]["status"] == "paused"
 
-    browser.find_element(By.LINK_TEXT, "Money").click()
+    _navigate(browser, browser.find_element(By.LINK_TEXT, "Money"))
     page = _text(browser)
     assert "What the variants saved versus control" in page
     assert "gpt-4o" in page
     _shot(browser, "money")
 
-    browser.find_element(By.XPATH, "//button[normalize-space()='Sign out']").click()
+    _navigate(browser, browser.find_element(By.XPATH, "//button[normalize-space()='Sign out']"))
     browser.get(site.url + "/ui/routes/support")
     assert "Admin API key" in _text(browser)
     assert "Paused" not in _text(browser)

@@ -562,3 +562,60 @@ def usage_totals(db: Database, project_id: int) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
+
+
+def search_calls(
+    db: Database,
+    project_id: int,
+    f: CallFilter,
+    text: str,
+    limit: int,
+    max_bytes: int,
+    window: int = 5000,
+) -> list[dict[str, Any]]:
+    """Find the newest calls whose stored record contains ``text`` (case-insensitive).
+
+    Only the newest ``window`` calls matching ``f`` are searched, so the cost is
+    bounded however many calls the project has.
+
+    Args:
+        db: the database.
+        project_id: the project.
+        f: filters.
+        text: the text to find (in inputs, outputs, ids, metadata).
+        limit: most calls returned.
+        max_bytes: most record bytes returned (at least one call).
+        window: how many of the newest matching calls are searched.
+
+    Returns:
+        ``[{"record", "feedback": {"outcome", "score", "count"}}]``, newest first.
+    """
+    needle = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    recent = (
+        sa.select(calls.c.id)
+        .where(*_where(project_id, f))
+        .order_by(calls.c.ts.desc(), calls.c.id.desc())
+        .limit(window)
+        .scalar_subquery()
+    )
+    query = (
+        sa.select(calls.c.ts, calls.c.id, _size(db))
+        .where(
+            calls.c.project_id == project_id,
+            calls.c.id.in_(recent),
+            calls.c.record.ilike(f"%{needle}%", escape="\\"),
+        )
+        .order_by(calls.c.ts.desc(), calls.c.id.desc())
+        .limit(limit)
+    )
+    with db.read() as conn:
+        sized = [(float(t), str(i), int(n or 0)) for t, i, n in conn.execute(query)]
+    sized = sized[: _fitting(sized, max_bytes)]
+    rows = _rows(db, project_id, [i for _, i, _ in sized]) if sized else []
+    return [
+        {
+            "record": json.loads(_json_text(r.record)),
+            "feedback": {"outcome": r.outcome, "score": r.score, "count": int(r.feedback_count)},
+        }
+        for r in rows
+    ]

@@ -43,8 +43,14 @@ def test_signed_out_visitor_sees_only_the_sign_in_form(server: Server) -> None:
 
 
 def test_ingest_key_and_wrong_key_cannot_sign_in(server: Server) -> None:
-    """An ingest key is refused (403, no session); a wrong key is 401."""
+    """An ingest key is refused (403, no session); a wrong key is 401; a sign-in posted
+    from another site's page is refused."""
     browser = requests.Session()
+    r = browser.post(
+        server.url + "/ui/login", data={"key": server.admin}, headers={"Origin": "http://evil"}
+    )
+    assert r.status_code == 403
+    assert not browser.cookies
     r = browser.post(server.url + "/ui/login", data={"key": server.ingest_key})
     assert r.status_code == 403
     assert "needs an admin key" in r.text
@@ -135,6 +141,11 @@ def test_calls_list_filters_and_pages(server: Server) -> None:
     assert re.findall(r'href="/ui/calls/([^"?]+)"', failed.text) == [calls[0]["id"]]
     found = browser.get(server.url + "/ui/calls", params={"q": calls[5]["id"]})
     assert re.findall(r'href="/ui/calls/([^"?]+)"', found.text) == [calls[5]["id"]]
+    text = browser.get(server.url + "/ui/calls", params={"q": "ANSWER 42"})
+    assert re.findall(r'href="/ui/calls/([^"?]+)"', text.text) == [calls[42]["id"]]
+    assert "newest 5000 calls" in text.text
+    none = browser.get(server.url + "/ui/calls", params={"q": "50%_off", "outcome": "failure"})
+    assert re.findall(r'href="/ui/calls/([^"?]+)"', none.text) == []
     bad = browser.get(server.url + "/ui/calls", params={"cursor": "nonsense"})
     assert "invalid cursor" in bad.text
 

@@ -35,6 +35,8 @@ from . import _present, _session
 PAGE_SIZE = 50
 #: Most record bytes one calls page reads (a page always shows at least one call).
 PAGE_BYTES = 2 * 1024 * 1024
+#: How many of the newest matching calls a text search reads.
+SEARCH_WINDOW = 5000
 OUTCOMES = ("success", "failure", "neutral", "none")
 ACTIONS = ("pause", "resume", "rollback")
 _HEADERS = {
@@ -201,7 +203,7 @@ def build_router() -> APIRouter:
 
     @router.get("/calls")
     def calls_page(request: Request) -> Response:
-        """A filtered page of calls, newest first, and a search by call id."""
+        """A filtered page of calls, newest first; a search by id or by text."""
         session = _current(request)
         if session is None:
             return _to_login()
@@ -212,16 +214,22 @@ def build_router() -> APIRouter:
         rows: list[dict[str, Any]] = []
         nxt: str | None = None
         error = None
+        f = _queries.CallFilter(
+            dataset=args["dataset"] or None,
+            model=args["model"] or None,
+            outcome=args["outcome"] if args["outcome"] in OUTCOMES else None,
+        )
         if args["q"]:
             found = _queries.get_call(db, pid, args["q"])
-            if found is not None:
-                rows.append(_present.summary(found["record"], found["feedback"], price_of))
-        else:
-            f = _queries.CallFilter(
-                dataset=args["dataset"] or None,
-                model=args["model"] or None,
-                outcome=args["outcome"] if args["outcome"] in OUTCOMES else None,
+            hits = (
+                [found]
+                if found is not None
+                else _queries.search_calls(
+                    db, pid, f, args["q"], PAGE_SIZE, PAGE_BYTES, SEARCH_WINDOW
+                )
             )
+            rows = [_present.summary(c["record"], c["feedback"], price_of) for c in hits]
+        else:
             try:
                 chunks = _queries.list_calls(
                     db, pid, f, args["cursor"] or None, PAGE_SIZE, PAGE_BYTES, newest_first=True
@@ -246,6 +254,7 @@ def build_router() -> APIRouter:
             error=error,
             datasets=datasets,
             outcomes=OUTCOMES,
+            window=SEARCH_WINDOW,
         )
 
     @router.get("/calls/{call_id}")
