@@ -126,7 +126,8 @@ def test_another_projects_call_is_not_found(server: Server) -> None:
 def test_calls_list_filters_and_pages(server: Server) -> None:
     """The list filters by outcome and id, and pages with the keyset cursor."""
     calls = [call(f"question {i}", f"answer {i}") for i in range(60)]
-    server.ingest([*calls, feedback(calls[0]["id"], "failure")])
+    commented = {**feedback(calls[0]["id"], "failure"), "comment": "wrong <b>answer</b>"}
+    server.ingest([*calls, feedback(calls[0]["id"], "failure"), commented])
     browser = _sign_in(server)
     first = browser.get(server.url + "/ui/calls", params={"dataset": "support"})
     ids = re.findall(r'href="/ui/calls/([^"?]+)"', first.text)
@@ -146,6 +147,9 @@ def test_calls_list_filters_and_pages(server: Server) -> None:
     assert "newest 5000 calls" in text.text
     none = browser.get(server.url + "/ui/calls", params={"q": "50%_off", "outcome": "failure"})
     assert re.findall(r'href="/ui/calls/([^"?]+)"', none.text) == []
+    detail = browser.get(server.url + f"/ui/calls/{calls[0]['id']}")  # feedback without a score
+    assert detail.status_code == 200
+    assert "wrong &lt;b&gt;answer&lt;/b&gt;" in detail.text
     bad = browser.get(server.url + "/ui/calls", params={"cursor": "nonsense"})
     assert "invalid cursor" in bad.text
 
