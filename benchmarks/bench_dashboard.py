@@ -67,7 +67,8 @@ def main() -> None:
         some_id = recs[len(recs) // 2]["id"]
         pages = {
             "overview": "/ui/",
-            "calls, newest 50": "/ui/calls",
+            "calls, newest 50 of a dataset": "/ui/calls",
+            "calls, newest 50 of all": "/ui/calls?dataset=",
             "calls, one dataset, failures": "/ui/calls?dataset=ds1&outcome=failure",
             "calls, page 20 (cursor)": None,
             "calls, text search": "/ui/calls?q=q%20123",

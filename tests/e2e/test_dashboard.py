@@ -271,7 +271,9 @@ def test_dashboard_in_a_browser(
     )
     assert len(arms) == 2
     _shot(browser, "rollout")
-    _navigate(browser, browser.find_element(By.XPATH, "//button[normalize-space()='Pause']"))
+    pause = browser.find_element(By.XPATH, "//button[starts-with(normalize-space(), 'Pause')]")
+    assert "10.0% stay on the variant" in pause.text  # the button says what will happen
+    _navigate(browser, pause)
     assert "Paused by hand at 10.0%" in _text(browser)
     assert site.api("GET", "/v1/routes/support/rollout").json()["state"]["status"] == "paused"
 

@@ -619,3 +619,23 @@ def search_calls(
         }
         for r in rows
     ]
+
+
+def dataset_names(db: Database, project_id: int) -> list[str]:
+    """Return the names of the project's datasets, sorted (read from an index, no counting).
+
+    Args:
+        db: the database.
+        project_id: the project.
+
+    Returns:
+        The names.
+    """
+    query = (
+        sa.select(calls.c.dataset)
+        .where(calls.c.project_id == project_id)
+        .distinct()
+        .order_by(calls.c.dataset)
+    )
+    with db.read() as conn:
+        return [str(name) for name in conn.execute(query).scalars()]

@@ -138,6 +138,10 @@ def test_calls_list_filters_and_pages(server: Server) -> None:
     more = re.findall(r'href="/ui/calls/([^"?]+)"', second.text)
     assert len(more) == 10
     assert not set(more) & set(ids)
+    everything = browser.get(server.url + "/ui/calls", params={"dataset": ""})  # "all"
+    nxt = re.search(r'href="(/ui/calls\?[^"]+)" rel="next"', everything.text)
+    assert nxt is not None
+    assert "dataset=&amp;" in nxt.group(1)  # the next page stays on "all"
     failed = browser.get(server.url + "/ui/calls", params={"outcome": "failure"})
     assert re.findall(r'href="/ui/calls/([^"?]+)"', failed.text) == [calls[0]["id"]]
     found = browser.get(server.url + "/ui/calls", params={"q": calls[5]["id"]})

@@ -210,6 +210,10 @@ def build_router() -> APIRouter:
         db, pid = _db(request), session.principal.project_id
         q = request.query_params
         args = {k: q.get(k, "")[:256] for k in ("dataset", "model", "outcome", "q", "cursor")}
+        datasets = _queries.dataset_names(db, pid)
+        if "dataset" not in q and datasets:
+            # One dataset's newest calls come off its (dataset, ts) index; "all" is a choice.
+            args["dataset"] = datasets[0]
         price_of = _price_of(db, pid)
         rows: list[dict[str, Any]] = []
         nxt: str | None = None
@@ -243,8 +247,8 @@ def build_router() -> APIRouter:
                 nxt = page["next_cursor"]
         more = None
         if nxt:
-            more = "/ui/calls?" + urlencode({**{k: v for k, v in args.items() if v}, "cursor": nxt})
-        datasets = [d["name"] for d in _queries.list_datasets(db, pid)]
+            kept = {k: v for k, v in args.items() if v or k == "dataset"}  # "" is "all"
+            more = "/ui/calls?" + urlencode({**kept, "cursor": nxt})
         return _render(
             "calls.html",
             session,
