@@ -73,6 +73,14 @@ def test_session_cookie_flags_and_no_key_anywhere(server: Server) -> None:
     assert "Path=/ui" in header
     assert "Secure" not in header  # plain HTTP here; set when the request is HTTPS
     assert server.admin not in header
+    behind_tls = requests.post(
+        server.url + "/ui/login",
+        data={"key": server.admin},
+        headers={"X-Forwarded-Proto": "https"},  # a TLS-terminating proxy on loopback
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert "Secure" in behind_tls.headers["set-cookie"]
     browser = _sign_in(server)
     for page in PAGES:
         assert server.admin not in browser.get(server.url + page).text
