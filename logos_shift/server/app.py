@@ -213,6 +213,7 @@ def create_app(
     """
     from . import api
     from .api import rollout as rollout_api
+    from .api import ui
     from .rollout.service import RolloutService
 
     owned = isinstance(database, str)
@@ -279,6 +280,7 @@ def create_app(
         )
         app.state.rollout_settings = rs
         installed.append(rollout_api.install(app, service))
+    ui.install(app)
     app.add_middleware(Guard, limits=limits)
     _document_records(app)
     return app

@@ -206,3 +206,32 @@ def authenticate(db: Database, key: str) -> Principal | None:
     return Principal(
         project_id=int(row[2]), project=str(row[3]), scope=str(row[1]), key_id=int(row[0])
     )
+
+
+def session_secret(db: Database, key_id: int) -> tuple[Principal, str] | None:
+    """Return a live key's principal and its stored hash (the dashboard's session secret).
+
+    The dashboard signs its session cookie with the hash of the admin key that
+    signed in: every worker can check it without a shared secret, and revoking the
+    key ends its sessions.
+
+    Args:
+        db: the database.
+        key_id: the key's id.
+
+    Returns:
+        ``(principal, key hash)``, or None when the key is unknown or revoked.
+    """
+    query = (
+        sa.select(api_keys.c.scope, api_keys.c.key_hash, projects.c.id, projects.c.name)
+        .join(projects, projects.c.id == api_keys.c.project_id)
+        .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+    )
+    with db.read() as conn:
+        row = conn.execute(query).first()
+    if row is None:
+        return None
+    principal = Principal(
+        project_id=int(row[2]), project=str(row[3]), scope=str(row[0]), key_id=key_id
+    )
+    return principal, str(row[1])

@@ -525,3 +525,123 @@ def dataset_calls(
     ]
     models = collections.Counter(str(r.requested_model) for r in rows if r.requested_model)
     return out, models
+
+
+def usage_totals(db: Database, project_id: int) -> list[dict[str, Any]]:
+    """Sum calls and tokens per dataset, model, route and variant (one grouped query).
+
+    Args:
+        db: the database.
+        project_id: the project.
+
+    Returns:
+        ``[{"dataset", "model", "route", "variant", "calls", "input_tokens",
+        "output_tokens"}]``, by dataset then model; the row count is the number of
+        distinct groups, not of calls.
+    """
+    model = sa.func.coalesce(calls.c.served_model, calls.c.requested_model)
+    query = (
+        sa.select(
+            calls.c.dataset,
+            model.label("model"),
+            calls.c.route,
+            calls.c.variant,
+            sa.func.count().label("n"),
+            sa.func.coalesce(sa.func.sum(calls.c.input_tokens), 0).label("tin"),
+            sa.func.coalesce(sa.func.sum(calls.c.output_tokens), 0).label("tout"),
+        )
+        .where(calls.c.project_id == project_id)
+        .group_by(calls.c.dataset, model, calls.c.route, calls.c.variant)
+        .order_by(calls.c.dataset, model)
+    )
+    with db.read() as conn:
+        rows = conn.execute(query).all()
+    return [
+        {
+            "dataset": r.dataset,
+            "model": r.model,
+            "route": r.route,
+            "variant": r.variant,
+            "calls": int(r.n),
+            "input_tokens": int(r.tin),
+            "output_tokens": int(r.tout),
+        }
+        for r in rows
+    ]
+
+
+def search_calls(
+    db: Database,
+    project_id: int,
+    f: CallFilter,
+    text: str,
+    limit: int,
+    max_bytes: int,
+    window: int = 5000,
+) -> list[dict[str, Any]]:
+    """Find the newest calls whose stored record contains ``text`` (case-insensitive).
+
+    Only the newest ``window`` calls matching ``f`` are searched, so the cost is
+    bounded however many calls the project has.
+
+    Args:
+        db: the database.
+        project_id: the project.
+        f: filters.
+        text: the text to find (in inputs, outputs, ids, metadata).
+        limit: most calls returned.
+        max_bytes: most record bytes returned (at least one call).
+        window: how many of the newest matching calls are searched.
+
+    Returns:
+        ``[{"record", "feedback": {"outcome", "score", "count"}}]``, newest first.
+    """
+    needle = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    recent = (
+        sa.select(calls.c.id)
+        .where(*_where(project_id, f))
+        .order_by(calls.c.ts.desc(), calls.c.id.desc())
+        .limit(window)
+        .scalar_subquery()
+    )
+    query = (
+        sa.select(calls.c.ts, calls.c.id, _size(db))
+        .where(
+            calls.c.project_id == project_id,
+            calls.c.id.in_(recent),
+            calls.c.record.ilike(f"%{needle}%", escape="\\"),
+        )
+        .order_by(calls.c.ts.desc(), calls.c.id.desc())
+        .limit(limit)
+    )
+    with db.read() as conn:
+        sized = [(float(t), str(i), int(n or 0)) for t, i, n in conn.execute(query)]
+    sized = sized[: _fitting(sized, max_bytes)]
+    rows = _rows(db, project_id, [i for _, i, _ in sized]) if sized else []
+    return [
+        {
+            "record": json.loads(_json_text(r.record)),
+            "feedback": {"outcome": r.outcome, "score": r.score, "count": int(r.feedback_count)},
+        }
+        for r in rows
+    ]
+
+
+def dataset_names(db: Database, project_id: int) -> list[str]:
+    """Return the names of the project's datasets, sorted (read from an index, no counting).
+
+    Args:
+        db: the database.
+        project_id: the project.
+
+    Returns:
+        The names.
+    """
+    query = (
+        sa.select(calls.c.dataset)
+        .where(calls.c.project_id == project_id)
+        .distinct()
+        .order_by(calls.c.dataset)
+    )
+    with db.read() as conn:
+        return [str(name) for name in conn.execute(query).scalars()]
