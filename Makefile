@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@echo "   (first run only; pip prints each package as it goes)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install --progress-bar off -e '.[dev,openai,anthropic,server,postgres]'
+	$(PY) -m pip install --progress-bar off -e '.[dev,openai,anthropic,google-genai,server,postgres]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -38,7 +38,7 @@ first-hour: $(STAMP)
 
 # The provider tests again on the oldest SDK releases we support.
 OLDEST := .venv-oldest
-OLDEST_SDKS := 'openai==1.66.0' 'anthropic==0.49.0' 'httpx==0.27.2'
+OLDEST_SDKS := 'openai==1.66.0' 'anthropic==0.49.0' 'google-genai==1.20.0' 'httpx==0.27.2'
 
 $(OLDEST)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(OLDEST)

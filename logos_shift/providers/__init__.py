@@ -23,11 +23,13 @@ __all__ = [
     "patch",
     "patch_all",
     "patch_anthropic",
+    "patch_google_genai",
     "patch_openai",
     "patched",
     "unpatch",
     "unpatch_all",
     "unpatch_anthropic",
+    "unpatch_google_genai",
     "unpatch_openai",
 ]
 
@@ -35,6 +37,7 @@ __all__ = [
 _BUILTIN: dict[str, str] = {
     "openai": "logos_shift.providers.openai:PROVIDER",
     "anthropic": "logos_shift.providers.anthropic:PROVIDER",
+    "google_genai": "logos_shift.providers.google_genai:PROVIDER",
 }
 
 
@@ -48,7 +51,7 @@ def patch(name: str, explicit: bool = True) -> bool:
     """Install the wrappers of provider ``name`` (idempotent).
 
     Args:
-        name: ``"openai"`` or ``"anthropic"``.
+        name: ``"openai"``, ``"anthropic"`` or ``"google_genai"``.
         explicit: raise ImportError when the SDK is missing (else return False).
 
     Returns:
@@ -64,7 +67,7 @@ def unpatch(name: str) -> None:
     """Remove provider ``name``'s wrappers; other libraries' wrappers stay.
 
     Args:
-        name: ``"openai"`` or ``"anthropic"``.
+        name: ``"openai"``, ``"anthropic"`` or ``"google_genai"``.
     """
     _patching.uninstall(name)
 
@@ -99,6 +102,19 @@ def patch_anthropic() -> None:
     patch("anthropic")
 
 
+def patch_google_genai() -> None:
+    """Capture every Gemini call of the google-genai SDK (>=1.20,<4).
+
+    Covers ``models.generate_content`` / ``generate_content_stream`` /
+    ``embed_content``, sync and ``client.aio``, and chats (``send_message`` /
+    ``send_message_stream`` go through them).  Patching twice is a no-op.
+
+    Raises:
+        ImportError: the google-genai package is not installed.
+    """
+    patch("google_genai")
+
+
 def patch_all() -> list[str]:
     """Patch every installed, supported SDK; missing ones are skipped quietly.
 
@@ -118,6 +134,11 @@ def unpatch_openai() -> None:
 def unpatch_anthropic() -> None:
     """Remove logos_shift's anthropic wrappers (other libraries' wrappers stay)."""
     unpatch("anthropic")
+
+
+def unpatch_google_genai() -> None:
+    """Remove logos_shift's google-genai wrappers (other libraries' wrappers stay)."""
+    unpatch("google_genai")
 
 
 def unpatch_all() -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import wrapt
 
 from logos_shift import _guard
-from logos_shift._capture.call import make_async, make_manager, make_sync
+from logos_shift._capture.call import make_async, make_generator, make_manager, make_sync
 
 from .base import Provider, parse_version
 
@@ -69,11 +69,11 @@ def install(name: str, prov: Provider, explicit: bool = True) -> bool:
             if explicit:
                 raise ImportError(
                     f"logos_shift.patch_{name}() needs the {prov.package!r} package "
-                    f"(pip install 'logos-shift[{name}]')"
+                    f"(pip install 'logos-shift[{prov.dist}]')"
                 ) from exc
             return False
         try:
-            version = metadata.version(prov.package)
+            version = metadata.version(prov.dist)
         except metadata.PackageNotFoundError:
             version = str(getattr(pkg, "__version__", "0"))
         v = parse_version(version)
@@ -83,14 +83,14 @@ def install(name: str, prov: Provider, explicit: bool = True) -> bool:
                 lo = ".".join(map(str, prov.min_version))
                 hi = ".".join(map(str, prov.max_version))
                 warnings.warn(
-                    f"logos_shift supports {prov.package} >={lo},<{hi}; {version} is installed, "
-                    f"so {prov.package} calls are not captured",
+                    f"logos_shift supports {prov.dist} >={lo},<{hi}; {version} is installed, "
+                    f"so {prov.dist} calls are not captured",
                     UserWarning,
                     stacklevel=3,
                 )
             return False
-        types = (pkg.Stream, pkg.AsyncStream)
-        sdk = {"name": prov.package, "version": version}
+        types = tuple(getattr(pkg, n) for n in prov.stream_types)
+        sdk = {"name": prov.dist, "version": version}
         handles: list[tuple[type, str, Any]] = []
         for t in prov.targets:
             try:
@@ -101,6 +101,8 @@ def install(name: str, prov: Provider, explicit: bool = True) -> bool:
                 continue
             if t.kind == "stream_manager":
                 fn = make_manager(prov, t, types, sdk)
+            elif t.kind == "generator":
+                fn = make_generator(prov, t, types, sdk)
             elif t.is_async:
                 fn = make_async(prov, t, types, sdk)
             else:

@@ -25,14 +25,19 @@ class Target:
         cls: the class name (``Async*`` classes are wrapped with the async wrapper).
         method: the method name.
         source: the record's ``source``.
-        kind: ``"call"`` (returns a response or a stream) or ``"stream_manager"``
-            (returns a helper manager whose request runs on ``__enter__``).
+        kind: ``"call"`` (returns a response or a stream), ``"stream_manager"``
+            (returns a helper manager whose request runs on ``__enter__``) or
+            ``"generator"`` (returns a plain iterator, or for an async target a
+            coroutine giving an async iterator, whose request runs on the first
+            ``next()``; the user gets a wrapping generator).
         assemble: makes the accumulator that turns this method's stream chunks
             into the record.
         build: how to turn this method's (non-stream) response into the record's
             ``output`` (on the background thread); None keeps the whole response.
         usage_keys: the response's ``usage`` field names for input and output tokens.
         optional: missing in some supported SDK versions; skipped quietly.
+        head: the response's attribute names for the served model, the response
+            id and the usage object (read on the caller's thread).
     """
 
     module: str
@@ -44,6 +49,7 @@ class Target:
     optional: bool = False
     build: Builder | None = None
     usage_keys: tuple[str, str] = ("input_tokens", "output_tokens")
+    head: tuple[str, str, str] = ("model", "id", "usage")
 
     @property
     def is_async(self) -> bool:
@@ -56,14 +62,18 @@ class Provider:
     """A supported SDK.
 
     Attributes:
-        name: ``"openai"`` or ``"anthropic"`` (also the record's ``provider``).
-        package: the importable package and distribution name.
+        name: the registered name (also the record's ``provider``).
+        package: the importable package (``"google.genai"``).
+        distribution: the distribution name when it differs (``"google-genai"``);
+            also the name of logos-shift's extra for it.
         min_version: the oldest supported version (inclusive).
         max_version: the first unsupported version (exclusive).
         targets: the methods to wrap.
         usage_only: ``usage_only(chunk)`` is true for the usage-only chunk that
             ``stream_options.include_usage`` adds (hidden when logos_shift injected it).
-        stream_usage_option: the request option that asks for stream usage, if any.
+        stream_usage_sources: the sources whose streams get ``include_usage``.
+        stream_types: the package's attribute names of its stream classes
+            (empty when its streams are plain generators, ``kind="generator"``).
     """
 
     name: str
@@ -73,6 +83,13 @@ class Provider:
     targets: tuple[Target, ...]
     usage_only: Callable[[Any], bool] | None = None
     stream_usage_sources: frozenset[str] = field(default_factory=frozenset)
+    stream_types: tuple[str, ...] = ("Stream", "AsyncStream")
+    distribution: str | None = None
+
+    @property
+    def dist(self) -> str:
+        """The distribution name (``package`` unless ``distribution`` says otherwise)."""
+        return self.distribution or self.package
 
 
 def parse_version(text: str) -> tuple[int, ...]:
