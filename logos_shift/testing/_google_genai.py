@@ -24,7 +24,7 @@ from ._common import Event, Reply, ToolCall, count_tokens, new_id, scripted_tool
 from ._openai import _vector
 
 #: The SDK's API versions: ``v1beta`` (1.x, 2.x) and ``v1`` (3.x).
-PREFIXES = ("/v1beta/models/", "/v1/models/")
+_VERSIONS = ("/v1beta/", "/v1/")
 _STATUS = {
     400: "INVALID_ARGUMENT",
     401: "UNAUTHENTICATED",
@@ -39,6 +39,9 @@ _STATUS = {
 def parse_path(path: str) -> tuple[str, str] | None:
     """Split ``/v1beta/models/{model}:{method}`` into ``(model, method)``.
 
+    A tuned model's path (``/v1beta/tunedModels/{name}:...``) gives the model
+    ``tunedModels/{name}``, as the caller spelled it.
+
     Args:
         path: The request path without the query string.
 
@@ -46,13 +49,17 @@ def parse_path(path: str) -> tuple[str, str] | None:
         The model and the method (``generateContent``, ``streamGenerateContent``,
         ``embedContent``, ``batchEmbedContents``), or None for another path.
     """
-    prefix = next((p for p in PREFIXES if path.startswith(p)), None)
-    if prefix is None:
+    version = next((v for v in _VERSIONS if path.startswith(v)), None)
+    if version is None:
         return None
-    model, sep, method = path[len(prefix) :].rpartition(":")
-    if not sep or not model:
+    name, sep, method = path[len(version) :].rpartition(":")
+    if not sep:
         return None
-    return model, method
+    if name.startswith("models/"):
+        name = name[len("models/") :]
+    elif not name.startswith("tunedModels/"):
+        return None
+    return (name, method) if name and "/" not in name.removeprefix("tunedModels/") else None
 
 
 def error_body(status: int, model: str | None = None, message: str | None = None) -> Any:
