@@ -267,7 +267,9 @@ def _begin(
         if inst is None:
             return None
         rec = _records.new_call(target.source, prov.name)
-        if _DROP.isdisjoint(kwargs):
+        if prov.scrub is not None:
+            rec["input"], size = _snapshot.snapshot(prov.scrub(kwargs))
+        elif _DROP.isdisjoint(kwargs):
             rec["input"], size = _snapshot.snapshot(kwargs)
         else:
             clean = {k: v for k, v in kwargs.items() if k not in _DROP}

@@ -72,6 +72,9 @@ class Provider:
         usage_only: ``usage_only(chunk)`` is true for the usage-only chunk that
             ``stream_options.include_usage`` adds (hidden when logos_shift injected it).
         stream_usage_sources: the sources whose streams get ``include_usage``.
+        scrub: ``scrub(kwargs)`` gives the request as recorded (drop transport
+            options that may carry secrets, trim SDK objects); None records the
+            kwargs as they are (minus ``extra_headers`` & co.).
         stream_types: the package's attribute names of its stream classes
             (empty when its streams are plain generators, ``kind="generator"``).
     """
@@ -85,6 +88,7 @@ class Provider:
     stream_usage_sources: frozenset[str] = field(default_factory=frozenset)
     stream_types: tuple[str, ...] = ("Stream", "AsyncStream")
     distribution: str | None = None
+    scrub: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     @property
     def dist(self) -> str:

@@ -35,6 +35,38 @@ def _dump(obj: Any) -> Any:
     return obj if dump is None else dump(mode="json", exclude_none=True)
 
 
+def _trim(value: Any) -> Any:
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json", exclude_none=True)
+    if isinstance(value, list):
+        return [_trim(v) for v in value]
+    return value
+
+
+def scrub(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The request as recorded: ``contents`` and ``config`` without unset fields.
+
+    ``config.http_options`` (headers, base URL, timeouts: transport details
+    that may carry an API key) is never recorded.
+
+    Args:
+        kwargs: the call's keyword arguments (``model``, ``contents``, ``config``).
+
+    Returns:
+        A new dict; the caller's objects are not changed.
+    """
+    out = dict(kwargs)
+    if "contents" in out:
+        out["contents"] = _trim(out["contents"])
+    config = out.get("config")
+    if config is not None:
+        config = _trim(config)
+        if isinstance(config, dict):
+            config = {k: v for k, v in config.items() if k != "http_options"}
+        out["config"] = config
+    return out
+
+
 def build_generate(resp: Any) -> dict[str, Any]:
     """The output of a non-stream ``GenerateContentResponse``: its candidates.
 
@@ -186,4 +218,5 @@ PROVIDER = Provider(
     max_version=(4,),
     targets=_targets(),
     stream_types=(),
+    scrub=scrub,
 )
