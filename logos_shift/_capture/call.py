@@ -20,7 +20,7 @@ import inspect
 import json
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import Any
 
 from logos_shift import _guard
@@ -410,7 +410,7 @@ def _prepend(first: Any, rest: Any) -> Iterator[Any]:
         yield from rest
 
 
-async def _aprepend(first: Any, rest: Any) -> AsyncIterator[Any]:
+async def _aprepend(first: Any, rest: Any) -> AsyncGenerator[Any, None]:
     if first is not _END:
         yield first
         async for chunk in rest:
@@ -458,12 +458,12 @@ def make_generator(
                     raise
             cap = _stream_capture(call)
             rest = _aprepend(first, inner)
-            if cap is None:
-                async for chunk in rest:
+            chunks: Any = rest if cap is None else _streamwrap._async_gen(rest, cap)
+            try:
+                async for chunk in chunks:
                     yield chunk
-                return
-            async for chunk in _streamwrap._async_gen(rest, cap):
-                yield chunk
+            finally:  # no ``yield from`` here: close the inner generators ourselves, now
+                await chunks.aclose()
 
         async def awrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             call = _begin(prov, target, kwargs, types, sdk)

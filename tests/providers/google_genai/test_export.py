@@ -5,6 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
+pytest.importorskip("google.genai")
+
 from google import genai
 from google.genai import types
 
