@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@echo "   (first run only; pip prints each package as it goes)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install --progress-bar off -e '.[dev,openai,anthropic,server,postgres]'
+	$(PY) -m pip install --progress-bar off -e '.[dev,openai,anthropic,google-genai,server,postgres]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -39,6 +39,9 @@ first-hour: $(STAMP)
 # The provider tests again on the oldest SDK releases we support.
 OLDEST := .venv-oldest
 OLDEST_SDKS := 'openai==1.66.0' 'anthropic==0.49.0' 'httpx==0.27.2'
+# google-genai 1.20 needs httpx >= 0.28, so its oldest run has an environment of its own.
+OLDEST_GENAI := .venv-oldest-genai
+OLDEST_GENAI_SDKS := 'google-genai==1.20.0'
 
 $(OLDEST)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(OLDEST)
@@ -46,8 +49,15 @@ $(OLDEST)/.installed: pyproject.toml
 	$(OLDEST)/bin/python -m pip install -q -e '.[dev]' $(OLDEST_SDKS)
 	touch $(OLDEST)/.installed
 
-test-oldest: $(OLDEST)/.installed
+$(OLDEST_GENAI)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(OLDEST_GENAI)
+	$(OLDEST_GENAI)/bin/python -m pip install -q --upgrade pip
+	$(OLDEST_GENAI)/bin/python -m pip install -q -e '.[dev]' $(OLDEST_GENAI_SDKS)
+	touch $(OLDEST_GENAI)/.installed
+
+test-oldest: $(OLDEST)/.installed $(OLDEST_GENAI)/.installed
 	$(OLDEST)/bin/python -m pytest tests/providers
+	$(OLDEST_GENAI)/bin/python -m pytest tests/providers/google_genai
 
 # The framework tier (tests/frameworks): real agent frameworks over the real SDKs against the
 # fake provider, in three environments because their SDK requirements conflict:

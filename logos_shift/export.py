@@ -10,6 +10,10 @@ Anthropic messages record: the request's messages (Anthropic's ``system``,
 the assistant message of the response, tool calls included.  Records that
 failed, have no output, or carry content the format cannot hold (images)
 give None.
+
+``to_gemini`` produces one line of Gemini's (Vertex AI) tuning format,
+``{"systemInstruction": {...}, "contents": [...]}``, from a google-genai
+record; google-genai records also convert to the chat format (text only).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
-FORMATS: tuple[str, ...] = ("raw", "openai-chat")
+FORMATS: tuple[str, ...] = ("raw", "openai-chat", "gemini")
 _MESSAGE_KEYS = ("role", "content", "name", "tool_calls", "tool_call_id")
 
 
@@ -156,6 +160,91 @@ def _from_anthropic(inp: dict[str, Any], out: Any) -> dict[str, Any] | None:
     return result
 
 
+def _gemini_content(value: Any, role: str = "user") -> dict[str, Any] | None:
+    """One ``{role, parts}`` content from what google-genai accepts for one turn."""
+    if isinstance(value, str):
+        return {"role": role, "parts": [{"text": value}]}
+    if isinstance(value, dict) and isinstance(value.get("parts"), list):
+        parts = [p for p in value["parts"] if isinstance(p, dict) and not p.get("thought")]
+        if not parts or any(set(p) - {"text"} for p in parts):
+            return None  # function calls, files, images: not in the text formats
+        return {"role": value.get("role") or role, "parts": [{"text": p["text"]} for p in parts]}
+    return None
+
+
+def _gemini_contents(contents: Any) -> list[dict[str, Any]] | None:
+    if isinstance(contents, (str, dict)):
+        one = _gemini_content(contents)
+        return None if one is None else [one]
+    if not isinstance(contents, list) or not contents:
+        return None
+    if all(isinstance(c, str) for c in contents):  # a list of strings is one user turn
+        return [{"role": "user", "parts": [{"text": c} for c in contents]}]
+    out = []
+    for c in contents:
+        one = _gemini_content(c)
+        if one is None:
+            return None
+        out.append(one)
+    return out
+
+
+def to_gemini(record: dict[str, Any]) -> dict[str, Any] | None:
+    """Convert one google-genai call record to a Gemini tuning example.
+
+    Args:
+        record: a ``call`` record of ``google_genai.generate_content``.
+
+    Returns:
+        ``{"systemInstruction"?: {"role": "system", "parts"}, "contents": [...]}``
+        ending with the model's reply, or None when the record failed or holds
+        more than text (function calls, files).
+
+    Example:
+        >>> reply = {"content": {"role": "model", "parts": [{"text": "yo"}]}}
+        >>> to_gemini({"source": "google_genai.generate_content", "error": None,
+        ...     "input": {"contents": "hi"}, "output": {"candidates": [reply]}})["contents"][0]
+        {'role': 'user', 'parts': [{'text': 'hi'}]}
+    """
+    if record.get("error") is not None:
+        return None
+    inp, out = record.get("input"), record.get("output")
+    if not isinstance(inp, dict) or not isinstance(out, dict):
+        return None
+    if not str(record.get("source") or "").startswith("google_genai.generate_content"):
+        return None
+    contents = _gemini_contents(inp.get("contents"))
+    candidates = out.get("candidates")
+    if contents is None or not isinstance(candidates, list) or not candidates:
+        return None
+    reply = _gemini_content((candidates[0] or {}).get("content"), "model")
+    if reply is None:
+        return None
+    result: dict[str, Any] = {}
+    system = (inp.get("config") or {}).get("system_instruction")
+    if system is not None:
+        sys_content = _gemini_content(system, "system")
+        if sys_content is None:
+            return None
+        result["systemInstruction"] = {"role": "system", "parts": sys_content["parts"]}
+    result["contents"] = [*contents, reply]
+    return result
+
+
+def _from_gemini(record: dict[str, Any]) -> dict[str, Any] | None:
+    example = to_gemini(record)
+    if example is None:
+        return None
+    messages: list[dict[str, Any]] = []
+    if "systemInstruction" in example:
+        text = "".join(p["text"] for p in example["systemInstruction"]["parts"])
+        messages.append({"role": "system", "content": text})
+    for c in example["contents"]:
+        role = "assistant" if c["role"] == "model" else "user"
+        messages.append({"role": role, "content": "".join(p["text"] for p in c["parts"])})
+    return {"messages": messages}
+
+
 def to_openai_chat(record: dict[str, Any]) -> dict[str, Any] | None:
     """Convert one call record to an OpenAI chat fine-tuning example.
 
@@ -179,6 +268,8 @@ def to_openai_chat(record: dict[str, Any]) -> dict[str, Any] | None:
         return None
     source = str(record.get("source") or "")
     provider = record.get("provider")
+    if source.startswith("google_genai."):
+        return _from_gemini(record)
     if source.startswith("anthropic.messages") or (
         provider == "anthropic" and isinstance(out.get("content"), list)
     ):
@@ -243,7 +334,7 @@ def export_lines(
 
     Args:
         lines: the lines of the JSONL copy (read twice, so pass a list or a re-iterable).
-        fmt: ``"raw"`` or ``"openai-chat"``.
+        fmt: ``"raw"``, ``"openai-chat"`` or ``"gemini"`` (google-genai records only).
         outcome: keep only calls whose latest feedback has this outcome.
         min_score: keep only calls whose latest feedback score is at least this.
         out: write each output line here instead of collecting it.
@@ -284,7 +375,12 @@ def export_lines(
             min_score,
         ):
             continue
-        item = rec if fmt == "raw" else to_openai_chat(rec)
+        if fmt == "raw":
+            item: dict[str, Any] | None = rec
+        elif fmt == "gemini":
+            item = to_gemini(rec)
+        else:
+            item = to_openai_chat(rec)
         if item is None:
             counts["skipped"] += 1
             continue

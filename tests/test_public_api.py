@@ -90,7 +90,7 @@ def test_errors_and_routing_schema_are_public() -> None:
 
 def test_an_unknown_provider_is_named() -> None:
     """``patch()`` of a name no provider registered raises ValueError listing the known ones."""
-    with pytest.raises(ValueError, match="known providers: anthropic, openai"):
+    with pytest.raises(ValueError, match="known providers: anthropic, google_genai, openai"):
         logos_shift.patch("no-such-sdk")
 
 

@@ -21,7 +21,7 @@ import json
 import logging
 import time
 import weakref
-from collections.abc import Callable, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass
 from types import MethodType
 from typing import Any
@@ -390,7 +390,9 @@ def _begin(
             return None
         rec = _records.new_call(target.source, prov.name, inst)
         skip = sdk.placeholders
-        if _DROP.isdisjoint(kwargs):
+        if prov.scrub is not None:
+            rec["input"], size = _snapshot.snapshot(prov.scrub(kwargs), skip)
+        elif _DROP.isdisjoint(kwargs):
             rec["input"], size = _snapshot.snapshot(kwargs, skip)
         else:
             clean = {k: v for k, v in kwargs.items() if k not in _DROP}
@@ -548,6 +550,127 @@ def make_async(prov: Provider, target: Target, sdk: Sdk) -> Callable[..., Any]:
     return wrapper
 
 
+_END: Any = object()
+
+
+def _first(it: Any) -> Any:
+    try:
+        return next(it)
+    except StopIteration:
+        return _END
+
+
+async def _afirst(it: Any) -> Any:
+    try:
+        return await it.__anext__()
+    except StopAsyncIteration:
+        return _END
+
+
+def _prepend(first: Any, rest: Any) -> Iterator[Any]:
+    if first is not _END:
+        yield first
+        yield from rest
+
+
+async def _aprepend(first: Any, rest: Any) -> AsyncGenerator[Any, None]:
+    if first is not _END:
+        yield first
+        async for chunk in rest:
+            yield chunk
+
+
+def _stream_capture(call: _Call) -> _streamwrap.StreamCapture | None:
+    cap = None
+    with _guard.guard("stream_wrap"):
+        _guard.fault("stream_wrap")
+        call._report(True)
+        cap = _streamwrap.StreamCapture(
+            call.record, call.size, call.t0, call.target.assemble, call.hide, call.inst
+        )
+    return cap
+
+
+def make_generator(prov: Provider, target: Target, sdk: Sdk) -> Callable[..., Any]:
+    """Wrap a method that returns a plain (async) iterator whose request runs lazily.
+
+    The user gets a generator of the same chunks.  The request's failure shows
+    on the first ``next()``: a variant that fails there is re-sent once to the
+    control model (routing fallback) before any chunk reached the user.  The
+    record is finished once on every exit path, as for SDK stream objects; a
+    generator never iterated made no request and leaves no record.
+    """
+    if target.is_async:
+
+        async def agen(call: _Call, wrapped: Any, args: Any, kwargs: Any) -> AsyncIterator[Any]:
+            call.t0 = _perf()
+            try:
+                inner = await wrapped(*args, **call.kwargs)
+                first = await _afirst(inner)
+            except Exception as exc:
+                if not call.can_fall_back(exc):
+                    call.failed(exc)
+                    raise
+                try:
+                    inner = await wrapped(*args, **call.control_kwargs(kwargs))
+                    first = await _afirst(inner)
+                except BaseException as exc2:
+                    call.failed(exc2)
+                    raise
+            except BaseException as exc:  # CancelledError: recorded, then re-raised
+                call.failed(exc)
+                raise
+            cap = _stream_capture(call)
+            rest = _aprepend(first, inner)
+            chunks: Any = rest if cap is None else _streamwrap._async_gen(rest, cap)
+            try:
+                async for chunk in chunks:
+                    yield chunk
+            finally:  # no ``yield from`` here: close the inner generators ourselves, now
+                await chunks.aclose()
+
+        async def awrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            call = _begin(prov, target, kwargs, sdk, wrapped, instance)
+            if call is None:
+                return await wrapped(*args, **kwargs)
+            return agen(call, wrapped, args, kwargs)
+
+        return awrapper
+
+    def gen(call: _Call, wrapped: Any, args: Any, kwargs: Any) -> Iterator[Any]:
+        call.t0 = _perf()
+        try:
+            inner = wrapped(*args, **call.kwargs)
+            first = _first(inner)
+        except Exception as exc:
+            if not call.can_fall_back(exc):
+                call.failed(exc)
+                raise
+            try:
+                inner = wrapped(*args, **call.control_kwargs(kwargs))
+                first = _first(inner)
+            except BaseException as exc2:
+                call.failed(exc2)
+                raise
+        except BaseException as exc:  # KeyboardInterrupt: recorded, then re-raised
+            call.failed(exc)
+            raise
+        cap = _stream_capture(call)
+        rest = _prepend(first, inner)
+        if cap is None:
+            yield from rest
+            return
+        yield from _streamwrap._sync_gen(rest, cap)
+
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        call = _begin(prov, target, kwargs, sdk, wrapped, instance)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        return gen(call, wrapped, args, kwargs)
+
+    return wrapper
+
+
 def _request_attr(manager: Any) -> str | None:
     # The managers keep the deferred request in a name-mangled attribute
     # (``_MessageStreamManager__api_request``, ``_BetaMessageStreamManager__...``).
@@ -651,6 +774,7 @@ def make_manager(prov: Provider, target: Target, sdk: Sdk) -> Callable[..., Any]
 make_sync = hidden_from_warnings(make_sync)
 make_async = hidden_from_warnings(make_async)
 make_manager = hidden_from_warnings(make_manager)
+make_generator = hidden_from_warnings(make_generator)
 
 
 def usage_of(obj: Any) -> dict[str, Any] | None:
@@ -699,14 +823,15 @@ def fill_from_response(resp: Any, record: dict[str, Any], target: Target) -> Non
         record: the call record to fill.
         target: the patched method, for its output builder and usage field names.
     """
+    model_key, id_key, usage_key = target.head
     d = getattr(resp, "__dict__", None)
     if d is None:
-        d = {"model": getattr(resp, "model", None), "id": getattr(resp, "id", None),
-             "usage": getattr(resp, "usage", None)}  # fmt: skip
-    record["served_model"] = d.get("model")
-    rid = d.get("id")
+        d = {model_key: getattr(resp, model_key, None), id_key: getattr(resp, id_key, None),
+             usage_key: getattr(resp, usage_key, None)}  # fmt: skip
+    record["served_model"] = d.get(model_key)
+    rid = d.get(id_key)
     record["response_id"] = rid if isinstance(rid, str) else None
-    usage = d.get("usage")
+    usage = d.get(usage_key)
     if usage is not None:
         u = getattr(usage, "__dict__", None)
         if u is None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from logos_shift import _guard, _ids
 from logos_shift._transport.serialize import to_jsonable
+from logos_shift.routing import fallback as _fallback
 
 from . import scope as _scope
 
@@ -202,9 +203,7 @@ def new_feedback(
 
 def error_info(exc: BaseException) -> dict[str, Any]:
     """Describe an exception as the record's ``error`` field."""
-    status = getattr(exc, "status_code", None)
-    if not isinstance(status, int):
-        status = None
+    status = _fallback.status_of(exc)
     try:
         message = str(exc)
     except Exception:  # noqa: BLE001 - a broken __str__ must not lose the record

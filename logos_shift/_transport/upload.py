@@ -238,7 +238,11 @@ class Uploader:
             return "send"
         if now - job.started >= self.slow_after():
             self._note_slow(job, now)
-            return "spill"
+            if not (self.flush_requested or self.deadline is not None):
+                return "spill"
+            # A flush or the exit waits with its own deadline: the batches wait for
+            # the slow upload instead of going to a spool no process may replay
+            # (the exit spills what is left when its upload budget is spent).
         if self._above_high_water():
             return "spill_hw"
         return "wait"

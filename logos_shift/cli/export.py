@@ -42,8 +42,8 @@ def register(sub: Any) -> None:
         "--format",
         choices=list(_export.FORMATS),
         default="openai-chat",
-        help="openai-chat: fine-tuning examples; raw: the records as written "
-        "(default: openai-chat)",
+        help="openai-chat: fine-tuning examples; gemini: Gemini tuning examples "
+        "(google-genai records); raw: the records as written (default: openai-chat)",
     )
     p.add_argument(
         "--outcome",

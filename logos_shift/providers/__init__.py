@@ -32,6 +32,7 @@ __all__ = [
     "patch",
     "patch_all",
     "patch_anthropic",
+    "patch_google_genai",
     "patch_openai",
     "patched",
     "providers",
@@ -39,6 +40,7 @@ __all__ = [
     "unpatch",
     "unpatch_all",
     "unpatch_anthropic",
+    "unpatch_google_genai",
     "unpatch_openai",
     "unregister",
 ]
@@ -47,6 +49,7 @@ __all__ = [
 _BUILTIN: dict[str, str] = {
     "openai": "logos_shift.providers.openai:PROVIDER",
     "anthropic": "logos_shift.providers.anthropic:PROVIDER",
+    "google_genai": "logos_shift.providers.google_genai:PROVIDER",
 }
 
 
@@ -104,8 +107,8 @@ def patch(name: str, explicit: bool = True) -> bool:
     """Install the wrappers of provider ``name`` (idempotent).
 
     Args:
-        name: ``"openai"``, ``"anthropic"``, or a provider added by an entry point
-            or :func:`register`.
+        name: ``"openai"``, ``"anthropic"``, ``"google_genai"``, or a provider added
+            by an entry point or :func:`register`.
         explicit: raise ImportError when the SDK is missing (else return False).
 
     Returns:
@@ -129,7 +132,7 @@ def unpatch(name: str) -> None:
     """Remove provider ``name``'s wrappers; other libraries' wrappers stay.
 
     Args:
-        name: ``"openai"`` or ``"anthropic"``.
+        name: ``"openai"``, ``"anthropic"`` or ``"google_genai"``.
     """
     _patching.uninstall(name)
 
@@ -164,6 +167,19 @@ def patch_anthropic() -> None:
     patch("anthropic")
 
 
+def patch_google_genai() -> None:
+    """Capture every Gemini call of the google-genai SDK (>=1.20,<4).
+
+    Covers ``models.generate_content`` / ``generate_content_stream`` /
+    ``embed_content``, sync and ``client.aio``, and chats (``send_message`` /
+    ``send_message_stream`` go through them).  Patching twice is a no-op.
+
+    Raises:
+        ImportError: the google-genai package is not installed.
+    """
+    patch("google_genai")
+
+
 def patch_all() -> list[str]:
     """Patch every installed, supported SDK; missing ones are skipped quietly.
 
@@ -183,6 +199,11 @@ def unpatch_openai() -> None:
 def unpatch_anthropic() -> None:
     """Remove logos_shift's anthropic wrappers (other libraries' wrappers stay)."""
     unpatch("anthropic")
+
+
+def unpatch_google_genai() -> None:
+    """Remove logos_shift's google-genai wrappers (other libraries' wrappers stay)."""
+    unpatch("google_genai")
 
 
 def unpatch_all() -> None:

@@ -20,7 +20,14 @@ from typing import Any
 import wrapt
 
 from logos_shift import _guard
-from logos_shift._capture.call import RECORD_ID, Sdk, make_async, make_manager, make_sync
+from logos_shift._capture.call import (
+    RECORD_ID,
+    Sdk,
+    make_async,
+    make_generator,
+    make_manager,
+    make_sync,
+)
 
 from .base import Provider, parse_version
 
@@ -72,11 +79,11 @@ def install(name: str, prov: Provider, explicit: bool = True) -> bool:
             if explicit:
                 raise ImportError(
                     f"logos_shift.patch_{name}() needs the {prov.package!r} package "
-                    f"(pip install 'logos-shift[{name}]')"
+                    f"(pip install 'logos-shift[{prov.dist}]')"
                 ) from exc
             return False
         try:
-            version = metadata.version(prov.package)
+            version = metadata.version(prov.dist)
         except metadata.PackageNotFoundError:
             version = str(getattr(pkg, "__version__", "0"))
         v = parse_version(version)
@@ -86,8 +93,8 @@ def install(name: str, prov: Provider, explicit: bool = True) -> bool:
                 lo = ".".join(map(str, prov.min_version))
                 hi = ".".join(map(str, prov.max_version))
                 warnings.warn(
-                    f"logos_shift supports {prov.package} >={lo},<{hi}; {version} is installed, "
-                    f"so {prov.package} calls are not captured",
+                    f"logos_shift supports {prov.dist} >={lo},<{hi}; {version} is installed, "
+                    f"so {prov.dist} calls are not captured",
                     UserWarning,
                     stacklevel=3,
                 )
@@ -103,6 +110,8 @@ def install(name: str, prov: Provider, explicit: bool = True) -> bool:
                 continue
             if t.kind == "stream_manager":
                 fn = make_manager(prov, t, sdk)
+            elif t.kind == "generator":
+                fn = make_generator(prov, t, sdk)
             elif t.is_async:
                 fn = make_async(prov, t, sdk)
             else:
@@ -123,7 +132,7 @@ def _classes(pkg: Any, names: tuple[str, ...]) -> tuple[type, ...]:
 def _sdk(pkg: Any, prov: Provider, version: str) -> Sdk:
     """What the wrappers need of the installed SDK, its names resolved once."""
     return Sdk(
-        info={"name": prov.package, "version": version},
+        info={"name": prov.dist, "version": version},
         stream_types=_classes(pkg, prov.stream_classes),
         placeholders=frozenset(_classes(pkg, prov.placeholders)),
         was_sent=prov.was_sent,

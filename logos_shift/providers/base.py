@@ -25,14 +25,19 @@ class Target:
         cls: the class name (``Async*`` classes are wrapped with the async wrapper).
         method: the method name.
         source: the record's ``source``.
-        kind: ``"call"`` (returns a response or a stream) or ``"stream_manager"``
-            (returns a helper manager whose request runs on ``__enter__``).
+        kind: ``"call"`` (returns a response or a stream), ``"stream_manager"``
+            (returns a helper manager whose request runs on ``__enter__``) or
+            ``"generator"`` (returns a plain iterator, or for an async target a
+            coroutine giving an async iterator, whose request runs on the first
+            ``next()``; the user gets a wrapping generator).
         assemble: makes the accumulator that turns this method's stream chunks
             into the record.
         build: how to turn this method's (non-stream) response into the record's
             ``output`` (on the background thread); None keeps the whole response.
         usage_keys: the response's ``usage`` field names for input and output tokens.
         optional: missing in some supported SDK versions; skipped quietly.
+        head: the response's attribute names for the served model, the response
+            id and the usage object (read on the caller's thread).
     """
 
     module: str
@@ -44,6 +49,7 @@ class Target:
     optional: bool = False
     build: Builder | None = None
     usage_keys: tuple[str, str] = ("input_tokens", "output_tokens")
+    head: tuple[str, str, str] = ("model", "id", "usage")
 
     @property
     def is_async(self) -> bool:
@@ -56,8 +62,10 @@ class Provider:
     """A supported SDK.
 
     Attributes:
-        name: ``"openai"`` or ``"anthropic"`` (also the record's ``provider``).
-        package: the importable package and distribution name.
+        name: the registered name (also the record's ``provider``).
+        package: the importable package (``"google.genai"``).
+        distribution: the distribution name when it differs (``"google-genai"``);
+            also the name of logos-shift's extra for it.
         min_version: the oldest supported version (inclusive).
         max_version: the first unsupported version (exclusive).
         targets: the methods to wrap.
@@ -80,6 +88,11 @@ class Provider:
             caller's key), so a route variant with a ``base_url`` can be
             served there; ``None`` means this SDK cannot (such variants then
             keep the caller's model and endpoint, with a warning).
+        scrub: ``scrub(kwargs)`` gives the request as recorded (drop transport
+            options that may carry secrets, trim SDK objects); None records the
+            kwargs as they are (minus ``extra_headers`` & co.).
+        distribution: the distribution name when it differs from ``package``
+            (``google-genai`` for ``google.genai``), recorded as the SDK's name.
     """
 
     name: str
@@ -94,6 +107,13 @@ class Provider:
     placeholders: tuple[str, ...] = ()
     model_base: str | None = None
     was_sent: Callable[[BaseException], bool] | None = None
+    distribution: str | None = None
+    scrub: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    @property
+    def dist(self) -> str:
+        """The distribution name (``package`` unless ``distribution`` says otherwise)."""
+        return self.distribution or self.package
 
 
 def parse_version(text: str) -> tuple[int, ...]:

@@ -6,7 +6,7 @@ A connection error, a timeout, a 5xx, a 404 (model not found) or a
 the user's own request.  Other 4xx (a bad request) would fail on control too,
 so they are raised as they are.
 
-Exceptions are classified by duck typing (a ``status_code``, or a
+Exceptions are classified by duck typing (a ``status_code``, a ``code``, or a
 ``response.status_code``) and by class name along the MRO, so this module
 needs neither SDK installed and also covers ``httpx``, ``requests`` and the
 standard library.
@@ -39,10 +39,14 @@ def status_of(exc: BaseException) -> int | None:
         exc: any exception.
 
     Returns:
-        ``exc.status_code`` or ``exc.response.status_code`` when it is an int.
+        ``exc.status_code``, an HTTP-status ``exc.code`` (google-genai, urllib)
+        or ``exc.response.status_code``, when it is an int.
     """
     status: Any = getattr(exc, "status_code", None)
     if not isinstance(status, int):
+        code = getattr(exc, "code", None)  # google-genai's APIError, urllib's HTTPError
+        if isinstance(code, int) and 100 <= code <= 599:
+            return code
         response = getattr(exc, "response", None)
         status = getattr(response, "status_code", None)
     return status if isinstance(status, int) and not isinstance(status, bool) else None

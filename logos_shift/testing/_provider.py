@@ -10,7 +10,7 @@ import urllib.parse
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import _anthropic, _openai, _responses
+from . import _anthropic, _google_genai, _openai, _responses
 from ._common import Event
 from ._finetune import FineTuneStore
 from ._server import FakeServer, Handler
@@ -178,6 +178,11 @@ class FakeProvider:
     @property
     def anthropic_base_url(self) -> str:
         """``base_url`` for the anthropic SDK (``url``)."""
+        return self.url
+
+    @property
+    def gemini_base_url(self) -> str:
+        """``http_options.base_url`` for the google-genai SDK (``url``; it adds ``/v1beta``)."""
         return self.url
 
     # -- recorded requests -------------------------------------------------
@@ -420,6 +425,10 @@ class FakeProvider:
         )
         with self._lock:
             self._requests.append(request)
+        gemini = _google_genai.parse_path(path) if h.command == "POST" else None
+        if gemini is not None:
+            self._gemini(h, path, gemini, body)
+            return
         kind = _INFERENCE.get(path) if h.command == "POST" else None
         anthropic_shape = path.startswith("/v1/messages")
         entry = self._pick(path, request.model, kind is not None) or Script()
@@ -458,6 +467,51 @@ class FakeProvider:
             h.send_json(400, make(400, message="The request body must be JSON with a 'model'."), {})
         else:
             self._answer(h, kind, body, stream, entry)
+
+    def _gemini(self, h: Handler, path: str, target: tuple[str, str], body: Any) -> None:
+        """Answer a Gemini API request (the model is the path's)."""
+        model, method = target
+        entry = self._pick(path, model, True) or Script()
+        if entry.latency and h.wait(entry.latency):
+            return
+        if entry.status is not None:
+            hdrs = dict(entry.headers)
+            if entry.retry_after is not None:
+                hdrs["retry-after"] = f"{entry.retry_after:g}"
+            err = entry.body
+            h.send_json(entry.status, _google_genai.error_body(entry.status, model)
+                        if err is None else err, hdrs)  # fmt: skip
+            return
+        stream = method == "streamGenerateContent"
+        if entry.disconnect_after_chunks is not None and (
+            not stream or entry.disconnect_after_chunks <= 0
+        ):
+            h.drop()
+            return
+        if not isinstance(body, dict):
+            h.send_json(400, _google_genai.error_body(400, message="The body must be JSON."), {})
+            return
+        if method in ("embedContent", "batchEmbedContents"):
+            data = _google_genai.embed_json(model, method, body, self.embedding_dims)
+            h.send_json(200, data, entry.headers)
+            return
+        if method not in ("generateContent", "streamGenerateContent"):
+            h.send_json(404, _google_genai.error_body(404, model), {})
+            return
+        reply = replace(
+            _google_genai.plan(body, entry.text, entry.tool_calls),
+            chunks=entry.chunks or self.chunks,
+            stop_reason=entry.stop_reason,
+            disconnect_after_chunks=entry.disconnect_after_chunks,
+            error_after_chunks=entry.error_after_chunks,
+            chunk_delay=entry.chunk_delay,
+        )
+        if not stream:
+            h.send_json(200, _google_genai.generate_json(model, body, reply), entry.headers)
+            return
+        events = _google_genai.generate_events(model, body, reply)
+        error = _google_genai.stream_error_data(entry.error_message)
+        h.send_sse(events, reply, error, entry.headers)
 
     def _answer(
         self, h: Handler, kind: str, body: dict[str, Any], stream: bool, entry: Script
