@@ -185,10 +185,10 @@ class Channel(Uploader):
 
     def due(self, now: float) -> bool:
         """Whether the worker should drain this channel now."""
-        if self.deadline is not None:
-            return True
         if self.http is not None and self._route(now) == "wait" and self.ready is not None:
             return False  # an upload runs, the next is ready; the sender wakes the worker
+        if self.deadline is not None:
+            return True
         if self.flush_requested:
             return True
         if self.queue:
@@ -206,6 +206,13 @@ class Channel(Uploader):
 
     def next_wakeup(self, now: float) -> float:
         """Seconds until this channel next needs the worker."""
+        job = self.sender.job
+        if self.http is not None and job is not None and self.ready is not None:
+            # An upload runs and the next batch is encoded: nothing to do until the
+            # sender ends it (and wakes the worker) or it turns slow; without this
+            # the worker polled every 10 ms for the whole upload (a busy loop that
+            # starved the server on a small machine).
+            return 1.0 if job.slow else max(0.0, job.started + self.slow_after() - now)
         waits = [self.settings.flush_interval]
         if self.queue:
             waits.append(self.oldest_at + self.settings.flush_interval - now)
@@ -213,7 +220,6 @@ class Channel(Uploader):
             waits.append(self.next_attempt - now)
         if self.http is not None and self.spool is not None:
             waits.append(max(self._spool_next, self.next_attempt) - now)
-        job = self.sender.job
         if job is not None and not job.slow:
             waits.append(job.started + self.slow_after() - now)
         return max(0.0, min(waits))
