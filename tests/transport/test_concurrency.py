@@ -111,21 +111,26 @@ EXPECTED = THREADS * (PER_THREAD + 1) + TASKS * PER_TASK
 
 
 def test_threads_and_tasks_exact_accounting(collector: Collector, tmp_path: Path) -> None:
-    """Every record captured by 32 threads and 1,000 tasks at once is sent exactly once."""
+    """Every record captured by 32 threads and 1,000 tasks at once arrives exactly once.
+
+    On a loaded machine the burst can pass the queue's high-water mark: those batches
+    go to the spool and this process replays them, so each record still arrives once.
+    """
     ls = _client(collector, tmp_path)
     burst = _Burst(ls)
     burst.run()
     assert burst.errors == []
     assert len(burst.ids) == len(set(burst.ids)) == EXPECTED
     assert ls.flush(10)
-    assert ls.shutdown(2)
     stats = ls.stats()
-    assert stats["captured"] == stats["sent"] == EXPECTED
+    assert stats["captured"] == stats["sent"] + stats["spooled"] == EXPECTED
     assert stats["dropped"] == 0
     assert_accounted(stats)
     assert burst.samples
     for sample in burst.samples:
         assert_accounted(sample, pending=None)
+    assert collector.wait_for(set(burst.ids))
+    assert ls.shutdown(2)
     assert sorted(collector.ids()) == sorted(burst.ids)
 
 
